@@ -36,6 +36,18 @@ class ProtodefError(Exception):
         self.found = found
         super().__init__(self.format())
 
+    def at(self, where: Location | str | None, layer: Any = None) -> "ProtodefError":
+        """Fill in the place and layer if the raiser did not know them; returns self for `raise e.at(...)`."""
+        if self.where is None:
+            self.where = where
+        if self.layer_name is None and layer is not None:
+            self.layer_name, self.layer_type = _layer_identity(layer)
+        self.args = (self.format(),)
+        return self
+
+    def __str__(self) -> str:
+        return self.format()
+
     def format(self) -> str:
         parts = []
         if self.where is not None and str(self.where):

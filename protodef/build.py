@@ -1,0 +1,244 @@
+"""NetParameter -> Net: phase rules, input binding, in-place resolution and shape inference in one sweep."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+from .errors import GraphError, Location, ProtodefError, SchemaError, ShapeError, UnsupportedError
+from .ir import Layer, Net, NetInput, Value
+from .layers.registry import LayerSpec, Shape, spec_of
+from .source import SourceMap
+
+PHASES = {"TRAIN": 0, "TEST": 1}
+_PHASE_NAMES = {number: name for name, number in PHASES.items()}
+
+
+def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST", stages: Sequence[str] = (),
+              level: int = 0, input_shapes: Mapping[str, Shape] | None = None) -> Net:
+    """Build the IR of `param` as Caffe would instantiate it in `phase`, with every value's shape."""
+    path = source.path if source else "<net>"
+    locations = _layer_locations(param, source)
+    param, notes = _modernise(param, path)
+    phase_number = _phase_number(phase)
+    state = _net_state(param, phase_number, stages, level)
+    input_shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}
+
+    net = Net(param.name, source.path if source else None)
+    net.notes.extend(notes)
+    latest: dict[str, Value] = {}
+    unknown_shape: dict[Value, str] = {}
+    _add_declared_inputs(net, param, input_shapes, latest, unknown_shape, path)
+
+    kept, dropped = [], []
+    for lp in param.layer:
+        where = locations.take(lp.name) or Location(path)
+        (kept if _meets_rules(lp, state) else dropped).append((lp, where))
+    if dropped:
+        names = ", ".join(f"{lp.name} ({lp.type})" for lp, _ in dropped)
+        net.notes.append(f"phase {phase.upper()}: left out {len(dropped)} layer(s) by include/exclude rules: {names}")
+    _check_types_known(kept)
+
+    left_out = {top: (lp.name, lp.type) for lp, _ in dropped for top in lp.top}
+    used_names: set[str] = set()
+    for lp, where in kept:
+        if not lp.HasField("phase"):
+            lp.phase = phase_number   # Caffe gives each layer the net's phase (BatchNorm's default depends on it)
+        spec = spec_of(lp.type)
+        name = _unique_name(lp.name or f"{lp.type.lower()}{len(used_names)}", used_names)
+        try:
+            _add_layer(net, lp, spec, name, where, latest, input_shapes, unknown_shape, left_out)
+        except ProtodefError as error:
+            raise error.at(where, (lp.name, lp.type)) from None
+    unused = sorted(set(input_shapes) - {i.value.blob for i in net.inputs})
+    if unused:
+        raise GraphError("--input-shape names a blob that is not an input of this net", found=", ".join(unused),
+                         expected=", ".join(i.value.blob for i in net.inputs) or "no inputs", where=path)
+    training = [layer for layer in net if layer.spec.training_only]
+    if training:
+        net.notes.append("training-only layers in this view (dropped before lowering): "
+                         + ", ".join(f"{layer.name} ({layer.type})" for layer in training))
+    return net
+
+
+def _modernise(param: Any, path: str) -> tuple[Any, list[str]]:
+    if not (len(param.layers) or len(param.input)):
+        return param, []
+    from .upgrade import upgrade_net   # legacy nets only
+    return upgrade_net(param, path=path)
+
+
+def _layer_locations(param: Any, source: SourceMap | None) -> "_Locations":
+    """Where each layer was written, looked up by name in order of appearance: the upgrade may put an Input
+    layer first (for net-level inputs) or merge V0 padding layers, so indexes do not line up."""
+    by_name: dict[str, list[Location]] = defaultdict(list)
+    if source is not None:
+        for i, lp in enumerate(param.layer):
+            by_name[lp.name].append(source.layer(i))
+        for i, old in enumerate(param.layers):
+            name = old.name or (old.layer.name if old.HasField("layer") else "")
+            by_name[name].append(source.layer(i, legacy=True))
+    return _Locations(by_name)
+
+
+class _Locations:
+    def __init__(self, by_name: dict[str, list[Location]]):
+        self._by_name = {name: list(locations) for name, locations in by_name.items()}
+
+    def take(self, name: str) -> Location | None:
+        locations = self._by_name.get(name)
+        return locations.pop(0) if locations else None
+
+
+def _phase_number(phase: str) -> int:
+    try:
+        return PHASES[phase.upper()]
+    except KeyError:
+        raise SchemaError("unknown phase", expected="TEST or TRAIN", found=phase) from None
+
+
+def _net_state(param: Any, phase: int, stages: Sequence[str], level: int) -> tuple[int, int, frozenset[str]]:
+    """Caffe's NetState: the phase asked for; level and stages from the net, plus those asked for."""
+    return (phase, level or param.state.level, frozenset(stages) | frozenset(param.state.stage))
+
+
+def _meets_rules(lp: Any, state: tuple[int, int, frozenset[str]]) -> bool:
+    """Caffe's Net::StateMeetsRule: kept when some include rule holds (or none given) and no exclude rule does."""
+    if lp.include:
+        return any(_rule_holds(rule, state) for rule in lp.include)
+    return not any(_rule_holds(rule, state) for rule in lp.exclude)
+
+
+def _rule_holds(rule: Any, state: tuple[int, int, frozenset[str]]) -> bool:
+    phase, level, stages = state
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if rule.HasField("min_level") and level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and level > rule.max_level:
+        return False
+    if any(stage not in stages for stage in rule.stage):
+        return False
+    return not any(stage in stages for stage in rule.not_stage)
+
+
+def _check_types_known(kept: list[tuple[Any, Location]]) -> None:
+    unknown = [(lp, where) for lp, where in kept if spec_of(lp.type) is None]
+    if not unknown:
+        return
+    python = [(lp, w) for lp, w in unknown if lp.type == "Python"]
+    listed = "; ".join(f"{where}: layer '{lp.name}' ({lp.type})" for lp, where in unknown)
+    if python:
+        message = (f"{len(unknown)} layer(s) of types protodef does not know: {listed}. A Python layer runs user "
+                   "code that protodef never imports or executes; register a layer type for it with "
+                   "protodef.register_layer('Python', ...) to convert it")
+    else:
+        message = (f"{len(unknown)} layer(s) of types protodef does not know: {listed}. Register them with "
+                   "protodef.register_layer(...) or give the fork's schema with --proto")
+    error = UnsupportedError(message)
+    error.unknown = [(lp.name, lp.type, where) for lp, where in unknown]
+    raise error
+
+
+def _add_declared_inputs(net: Net, param: Any, overrides: dict[str, Shape], latest: dict[str, Value],
+                         unknown: dict[Value, str], path: str) -> None:
+    """Net-level `input:` fields (a modernised net has none left, but a hand-made NetParameter may)."""
+    for index, name in enumerate(param.input):
+        if index < len(param.input_shape):
+            shape = tuple(int(d) for d in param.input_shape[index].dim)
+        elif len(param.input_dim) >= 4 * (index + 1):
+            shape = tuple(int(d) for d in param.input_dim[4 * index: 4 * index + 4])
+        else:
+            shape = None
+        value = Value(name)
+        shape = overrides.get(name, shape)
+        if shape is None:
+            unknown[value] = "the net declares it with no input_shape or input_dim"
+        net.add_input(NetInput(value, "input", "input", Location(path)), shape)
+        latest[name] = value
+
+
+def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, latest: dict[str, Value],
+               overrides: dict[str, Shape], unknown: dict[Value, str], left_out: dict[str, tuple[str, str]]) -> None:
+    _check_arity(spec, len(lp.bottom), len(lp.top))
+    inputs = []
+    for bottom in lp.bottom:
+        if bottom not in latest:
+            hint = ""
+            if bottom in left_out:
+                hint = (f" (layer '{left_out[bottom][0]}' ({left_out[bottom][1]}) writes it, but the include/exclude "
+                        f"rules leave it out in phase {_PHASE_NAMES[lp.phase]}; see --phase and --stage)")
+            raise GraphError(f"bottom '{bottom}' is not produced by any earlier layer or net input{hint}")
+        inputs.append(latest[bottom])
+    in_shapes = []
+    for value in inputs:
+        shape = net.shapes.get(value)
+        if shape is None and not spec.training_only:
+            producer = net.input_by_value(value)
+            declared = f"layer '{producer.declared_by}' ({producer.declared_type})" if producer else "its producer"
+            raise ShapeError(f"input '{value.blob}' declared by {declared} has no known shape: "
+                             f"{unknown.get(value, 'unknown')}; give --input-shape {value.blob}=N,C,H,W")
+        in_shapes.append(shape)
+    params = spec.params.from_proto(lp, tuple(in_shapes))
+    outputs = _bind_outputs(lp, spec, latest)
+    if spec.produces_input:
+        shapes = params.infer()
+        for index, value in enumerate(outputs):
+            shape = overrides.get(value.blob, shapes[index] if index < len(shapes) else None)
+            if shape is None:
+                unknown[value] = params.unknown_because or "its layer declares no shape"
+            net.add_input(NetInput(value, lp.name, lp.type, where), shape)
+        return
+    out_shapes = infer_outputs(params, tuple(in_shapes), len(outputs))
+    layer = Layer(name=name, type=lp.type, params=params, inputs=tuple(inputs), outputs=tuple(outputs), where=where,
+                  caffe_name=lp.name, param_names=tuple(p.name for p in lp.param))
+    net.add(layer)
+    for value, shape in zip(outputs, out_shapes):
+        net.shapes[value] = shape
+
+
+def _bind_outputs(lp: Any, spec: LayerSpec, latest: dict[str, Value]) -> list[Value]:
+    """Caffe's AppendTop: top i equal to bottom i is in place (a new version); any other reuse is an error."""
+    outputs = []
+    for index, top in enumerate(lp.top):
+        if index < len(lp.bottom) and lp.bottom[index] == top:
+            if not spec.in_place_ok:
+                raise GraphError(f"{lp.type} cannot compute in place (top '{top}' is also its bottom)")
+            value = Value(top, latest[top].version + 1)
+        elif top in latest:
+            raise GraphError(f"top '{top}' is already produced by an earlier layer; only an in-place layer "
+                             "(top i == bottom i) may write a blob again")
+        else:
+            value = Value(top)
+        if value in outputs:
+            raise GraphError(f"top '{top}' is listed twice")
+        outputs.append(value)
+    for value in outputs:
+        latest[value.blob] = value
+    return outputs
+
+
+def _check_arity(spec: LayerSpec, bottoms: int, tops: int) -> None:
+    for what, count, (low, high) in (("bottoms", bottoms, spec.inputs), ("tops", tops, spec.outputs)):
+        if count < low or (high is not None and count > high):
+            expected = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
+            raise GraphError(f"wrong number of {what}", expected=expected, found=count)
+
+
+def infer_outputs(params: Any, in_shapes: tuple[Shape, ...], n_outputs: int) -> list[Shape]:
+    """Run a spec's shape rule and check what it gives: one shape per output, no dimension below 1."""
+    result = params.infer(*in_shapes)
+    shapes = list(result) if isinstance(result, list) else [result]
+    if len(shapes) != n_outputs:
+        raise GraphError("wrong number of tops for this layer's parameters", expected=len(shapes), found=n_outputs)
+    for shape in shapes:
+        if any(d <= 0 for d in shape):
+            raise ShapeError("an output dimension is zero or negative", expected="all > 0", found=shape)
+    return [tuple(int(d) for d in shape) for shape in shapes]
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    candidate, k = name, 1
+    while candidate in used:
+        candidate, k = f"{name}_{k}", k + 1
+    used.add(candidate)
+    return candidate

@@ -1,0 +1,255 @@
+"""The graph IR: layers as nodes of a networkx MultiDiGraph, blobs as SSA values.
+
+An in-place layer (top == bottom) reads Value(blob, k) and writes Value(blob, k + 1), so the graph is a
+DAG. Layer names are unique within a Net; `caffe_name` keeps the name as written (Caffe allows repeats).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphError, Location
+from .layers.registry import LayerSpec, Shape, spec_of
+
+
+@dataclass(frozen=True, order=True)
+class Value:
+    """One version of a Caffe blob: version k is what the k-th writer of that blob produced."""
+
+    blob: str
+    version: int = 0
+
+    def __str__(self) -> str:
+        return self.blob if self.version == 0 else f"{self.blob}@{self.version}"
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One layer: typed params, ordered inputs/outputs, weights (arrays in Caffe's blob order)."""
+
+    name: str
+    type: str
+    params: Any
+    inputs: tuple[Value, ...]
+    outputs: tuple[Value, ...]
+    weights: tuple[np.ndarray, ...] = ()
+    where: Location | None = None
+    caffe_name: str = ""
+    param_names: tuple[str, ...] = ()        # ParamSpec names: layers sharing a name share that blob
+    extra: dict[str, Any] = field(default_factory=dict)   # unknown fork fields, as plain mappings
+
+    @property
+    def spec(self) -> LayerSpec:
+        spec = spec_of(self.type)
+        if spec is None:  # only layers with a registered spec get into a Net
+            raise GraphError("unknown layer type", where=self.where, layer=self)
+        return spec
+
+    def replace(self, **changes: Any) -> "Layer":
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(map(str, self.inputs))
+        outs = ", ".join(map(str, self.outputs))
+        return f"<Layer {self.name} ({self.type}): {ins} -> {outs}>"
+
+
+@dataclass(frozen=True)
+class NetInput:
+    """A value the caller supplies, and where it was declared (`input:` field, Input or data layer)."""
+
+    value: Value
+    declared_by: str            # "input", or the name of the Input/data layer
+    declared_type: str          # "input" or the layer type
+    where: Location | None = None
+
+
+class Net:
+    """A Caffe net as a DAG. Mutating verbs keep the graph and indexes consistent; passes copy first."""
+
+    def __init__(self, name: str = "", source: str | None = None):
+        self.name = name
+        self.source = source                      # the prototxt path, when there is one
+        self.graph = nx.MultiDiGraph()
+        self.inputs: list[NetInput] = []
+        self.shapes: dict[Value, Shape] = {}
+        self.notes: list[str] = []
+        self._producer: dict[Value, str] = {}
+        self._order = 0
+
+    # ---- reading -------------------------------------------------------------------------------
+    def layers(self, type: str | Iterable[str] | None = None) -> list[Layer]:
+        """Layers in topological order (ties broken by prototxt order)."""
+        wanted = {type} if isinstance(type, str) else (set(type) if type is not None else None)
+        order = nx.get_node_attributes(self.graph, "order")
+        result = []
+        for name in nx.lexicographical_topological_sort(self.graph, key=order.__getitem__):
+            layer = self.graph.nodes[name]["layer"]
+            if wanted is None or layer.type in wanted:
+                result.append(layer)
+        return result
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers())
+
+    def __len__(self) -> int:
+        return self.graph.number_of_nodes()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.graph
+
+    def layer(self, name: str) -> Layer:
+        return self.graph.nodes[name]["layer"]
+
+    def shape(self, value: Value) -> Shape:
+        return self.shapes[value]
+
+    def input_by_value(self, value: Value) -> NetInput | None:
+        return next((i for i in self.inputs if i.value == value), None)
+
+    def input_values(self) -> list[Value]:
+        return [i.value for i in self.inputs]
+
+    def producer(self, value: Value) -> Layer | None:
+        name = self._producer.get(value)
+        return None if name is None else self.layer(name)
+
+    def consumers(self, value: Value) -> list[tuple[Layer, int]]:
+        """(layer, input index) for every read of `value`, in topological order."""
+        producer = self._producer.get(value)
+        if producer is not None:
+            names = {v for _, v, data in self.graph.out_edges(producer, data=True) if data["value"] == value}
+            candidates = [self.layer(n) for n in names]
+        else:
+            candidates = [layer for _, layer in self.graph.nodes(data="layer")]
+        order = nx.get_node_attributes(self.graph, "order")
+        candidates.sort(key=lambda layer: order[layer.name])
+        return [(layer, i) for layer in candidates for i, v in enumerate(layer.inputs) if v == value]
+
+    def outputs(self) -> list[Value]:
+        """Values some layer writes and no layer reads: Caffe's net outputs."""
+        read = {v for layer in self.graph.nodes.values() for v in layer["layer"].inputs}
+        return [v for layer in self.layers() for v in layer.outputs if v not in read]
+
+    def value_name(self, value: Value) -> str:
+        """A stable, unique name for a value: the blob name for its final version and for net inputs."""
+        if value.version == 0 and any(i.value == value for i in self.inputs):
+            return value.blob
+        final = self._final_version(value.blob)
+        if value.version == final and not any(i.value.blob == value.blob for i in self.inputs):
+            return value.blob
+        return f"{value.blob}@{value.version}" if value.version else value.blob
+
+    def _final_version(self, blob: str) -> int:
+        return max((v.version for v in self._producer if v.blob == blob), default=0)
+
+    # ---- building and editing ---------------------------------------------------------------------
+    def add_input(self, net_input: NetInput, shape: Shape | None) -> None:
+        self.inputs.append(net_input)
+        if shape is not None:
+            self.shapes[net_input.value] = shape
+
+    def add(self, layer: Layer) -> Layer:
+        """Append a layer; its inputs must already be produced (or be net inputs)."""
+        if layer.name in self.graph:
+            raise GraphError("layer name used twice in one net", layer=layer, where=layer.where)
+        self.graph.add_node(layer.name, layer=layer, order=self._order)
+        self._order += 1
+        self._connect(layer)
+        return layer
+
+    def _connect(self, layer: Layer) -> None:
+        for index, value in enumerate(layer.inputs):
+            producer = self._producer.get(value)
+            if producer is not None:
+                self.graph.add_edge(producer, layer.name, value=value, index=index)
+        for value in layer.outputs:
+            self._producer[value] = layer.name
+
+    def _disconnect(self, layer: Layer) -> None:
+        self.graph.remove_edges_from(list(self.graph.in_edges(layer.name, keys=True)))
+        for value in layer.outputs:
+            if self._producer.get(value) == layer.name:
+                del self._producer[value]
+
+    def replace(self, old: Layer, new: Layer) -> Layer:
+        """Put `new` where `old` was (same position); outputs it no longer writes lose their readers' edges."""
+        if new.name != old.name and new.name in self.graph:
+            raise GraphError("layer name used twice in one net", layer=new, where=new.where)
+        order = self.graph.nodes[old.name]["order"]
+        out_edges = list(self.graph.out_edges(old.name, data=True))
+        self._disconnect(old)
+        if new.name != old.name:
+            self.graph.remove_node(old.name)
+            self.graph.add_node(new.name, layer=new, order=order)
+        else:
+            self.graph.remove_edges_from(list(self.graph.out_edges(old.name, keys=True)))
+            self.graph.nodes[new.name]["layer"] = new
+        self._connect(new)
+        for _, consumer, data in out_edges:
+            if data["value"] in new.outputs:
+                self.graph.add_edge(new.name, consumer, **data)
+        return new
+
+    def remove(self, layer: Layer) -> None:
+        """Remove a layer whose outputs nobody reads (any more)."""
+        for value in layer.outputs:
+            if self.consumers(value):
+                raise GraphError(f"cannot remove a layer whose output '{value}' is still read", layer=layer)
+        self._disconnect(layer)
+        self.graph.remove_node(layer.name)
+        for value in layer.outputs:
+            self.shapes.pop(value, None)
+
+    def rewire(self, old: Value, new: Value) -> None:
+        """Every reader of `old` reads `new` instead."""
+        for consumer, _ in self.consumers(old):
+            current = self.layer(consumer.name)
+            inputs = tuple(new if v == old else v for v in current.inputs)
+            self.replace(current, current.replace(inputs=inputs))
+
+    def bypass(self, layer: Layer) -> None:
+        """Remove a one-in one-out identity layer: its readers read its input instead."""
+        (source,), (result,) = layer.inputs, layer.outputs
+        self.rewire(result, source)
+        self.remove(layer)
+
+    def unique_name(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.graph:
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def copy(self) -> "Net":
+        other = Net(self.name, self.source)
+        other.graph = self.graph.copy()
+        other.inputs = list(self.inputs)
+        other.shapes = dict(self.shapes)
+        other.notes = list(self.notes)
+        other._producer = dict(self._producer)
+        other._order = self._order
+        return other
+
+    def validate(self) -> None:
+        """Check the invariants every pass must keep (our Graph.lint)."""
+        if not nx.is_directed_acyclic_graph(self.graph):
+            raise GraphError("the net has a cycle")
+        known = {i.value for i in self.inputs}
+        for layer in self.layers():
+            for index, value in enumerate(layer.inputs):
+                if value not in known:
+                    raise GraphError(f"input {index} '{value}' is not produced before it is read", layer=layer,
+                                     where=layer.where)
+            for value in layer.outputs:
+                if value in known:
+                    raise GraphError(f"output '{value}' is written twice", layer=layer, where=layer.where)
+                if self._producer.get(value) != layer.name:
+                    raise GraphError(f"producer index is stale for '{value}'", layer=layer)
+                known.add(value)
+        for value in known:
+            if value not in self.shapes:
+                raise GraphError(f"value '{value}' has no shape")

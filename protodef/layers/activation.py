@@ -1,0 +1,183 @@
+"""Element-wise family: activations and other one-in one-out maps that keep the shape."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .common import reject_unhonoured
+from .registry import Shape, layer
+
+
+class Elementwise:
+    """Shape-preserving layers: y has x's shape."""
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+
+def _plain(type_name: str, doc: str, **options: Any) -> None:
+    """Register a parameterless element-wise type."""
+
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]):
+        return cls()
+
+    cls = dataclass(frozen=True)(type(type_name, (Elementwise,), {
+        "__doc__": doc, "from_proto": classmethod(from_proto), "__module__": __name__}))
+    globals()[type_name] = cls
+    layer(type_name, family="activation", **options)(cls)
+
+
+_plain("Sigmoid", "y = 1 / (1 + exp(-x))")
+_plain("TanH", "y = tanh(x)")
+_plain("AbsVal", "y = |x|")
+_plain("BNLL", "y = log(1 + exp(x)), Caffe's binomial normal log likelihood")
+
+
+@dataclass(frozen=True)
+class ReLU(Elementwise):
+    """y = max(x, 0) + negative_slope * min(x, 0)"""
+
+    negative_slope: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ReLU":
+        reject_unhonoured(lp.relu_param, ("negative_slope",), what="relu_param")
+        return cls(lp.relu_param.negative_slope)
+
+
+@dataclass(frozen=True)
+class PReLU(Elementwise):
+    """y = max(x, 0) + a * min(x, 0), one slope per channel (axis 1), or one in all when channel_shared."""
+
+    channels: int
+    channel_shared: bool
+    filler: Any = None
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "PReLU":
+        p = lp.prelu_param
+        reject_unhonoured(p, ("filler", "channel_shared"), what="prelu_param")
+        x = inputs[0]
+        return cls(x[1] if len(x) > 1 else 1, p.channel_shared, p.filler if p.HasField("filler") else _PRELU_FILLER)
+
+    def weight_shapes(self, x: Shape) -> list[Shape]:
+        return [()] if self.channel_shared else [(self.channels,)]
+
+    def weight_fillers(self) -> list[Any]:
+        return [self.filler]
+
+
+class _ConstantFiller:
+    """Caffe's PReLU default filler: constant 0.25."""
+
+    type = "constant"
+    value = 0.25
+    min = 0.0
+    max = 1.0
+    mean = 0.0
+    std = 1.0
+    sparse = -1
+    variance_norm = 0
+
+
+_PRELU_FILLER = _ConstantFiller()
+
+
+@dataclass(frozen=True)
+class ELU(Elementwise):
+    """y = x if x > 0 else alpha * (exp(x) - 1)"""
+
+    alpha: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ELU":
+        reject_unhonoured(lp.elu_param, ("alpha",), what="elu_param")
+        return cls(lp.elu_param.alpha)
+
+
+@dataclass(frozen=True)
+class Power(Elementwise):
+    """y = (shift + scale * x) ^ power"""
+
+    power: float
+    scale: float
+    shift: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Power":
+        p = lp.power_param
+        reject_unhonoured(p, ("power", "scale", "shift"), what="power_param")
+        return cls(p.power, p.scale, p.shift)
+
+
+@dataclass(frozen=True)
+class Exp(Elementwise):
+    """y = base ^ (shift + scale * x); base -1 means e."""
+
+    base: float
+    scale: float
+    shift: float
+
+    _param_field = "exp_param"
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]):
+        p = getattr(lp, cls._param_field)
+        reject_unhonoured(p, ("base", "scale", "shift"), what=cls._param_field)
+        if p.base != -1 and p.base <= 0:
+            from ..errors import SchemaError
+            raise SchemaError(f"{cls._param_field}.base must be positive (or -1 for e)", found=p.base)
+        return cls(p.base, p.scale, p.shift)
+
+    @property
+    def log_base(self) -> float:
+        """ln(base): Caffe computes base^z as exp(z * ln(base))."""
+        return 1.0 if self.base == -1 else math.log(self.base)
+
+
+@dataclass(frozen=True)
+class Log(Exp):
+    """y = log_base(shift + scale * x); base -1 means e."""
+
+    _param_field = "log_param"
+
+
+@dataclass(frozen=True)
+class Threshold(Elementwise):
+    """y = 1 if x > threshold else 0"""
+
+    threshold: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Threshold":
+        reject_unhonoured(lp.threshold_param, ("threshold",), what="threshold_param")
+        return cls(lp.threshold_param.threshold)
+
+
+@dataclass(frozen=True)
+class Dropout(Elementwise):
+    """Identity at test time when scale_train (Caffe's default); without it Caffe scales by 1 - ratio at test."""
+
+    ratio: float
+    scale_train: bool
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Dropout":
+        p = lp.dropout_param
+        reject_unhonoured(p, ("dropout_ratio", "scale_train"), what="dropout_param")
+        return cls(p.dropout_ratio, p.scale_train)
+
+    @property
+    def test_scale(self) -> float:
+        return 1.0 if self.scale_train else 1.0 - self.ratio
+
+
+layer("ReLU", family="activation", label=("negative_slope",))(ReLU)
+layer("PReLU", family="activation", label=("channel_shared",))(PReLU)
+layer("ELU", family="activation", label=("alpha",))(ELU)
+layer("Power", family="activation", label=("power", "scale", "shift"))(Power)
+layer("Exp", family="activation", label=("base", "scale", "shift"))(Exp)
+layer("Log", family="activation", label=("base", "scale", "shift"))(Log)
+layer("Threshold", family="activation", label=("threshold",))(Threshold)
+layer("Dropout", family="activation", label=("ratio",))(Dropout)

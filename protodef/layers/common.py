@@ -1,0 +1,107 @@
+"""Helpers the layer families share: reading Caffe's parameter conventions and checking them."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from ..errors import SchemaError, ShapeError
+from .registry import Shape
+
+
+def param_message(lp: Any, field_name: str) -> Any:
+    """The layer's `*_param` message (its defaults when the prototxt does not set it)."""
+    return getattr(lp, field_name)
+
+
+def reject_unhonoured(message: Any, honoured: Iterable[str], *, what: str) -> None:
+    """Raise if a field outside `honoured` is set to a value other than its default.
+
+    Silently ignoring a parameter would give results that differ from Caffe's without a word.
+    """
+    allowed = set(honoured) | {"engine"}   # the compute engine (CAFFE/CUDNN) does not change results
+    for descriptor, value in message.ListFields():
+        if descriptor.name in allowed:
+            continue
+        if _is_default(descriptor, value):
+            continue
+        raise SchemaError(f"{what}.{descriptor.name} is not supported", expected="its default",
+                          found=_show_value(descriptor, value))
+
+
+def _is_default(descriptor: Any, value: Any) -> bool:
+    if _is_repeated(descriptor):
+        return len(value) == 0
+    if descriptor.message_type is not None:
+        return value.ByteSize() == 0
+    return value == descriptor.default_value
+
+
+def _is_repeated(descriptor: Any) -> bool:
+    repeated = getattr(descriptor, "is_repeated", None)
+    if repeated is not None:
+        return bool(repeated)
+    return descriptor.label == descriptor.LABEL_REPEATED
+
+
+def _show_value(descriptor: Any, value: Any) -> str:
+    if descriptor.enum_type is not None and not _is_repeated(descriptor):
+        return descriptor.enum_type.values_by_number[value].name
+    if _is_repeated(descriptor):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value).strip()
+
+
+def enum_name(message: Any, field_name: str) -> str:
+    descriptor = message.DESCRIPTOR.fields_by_name[field_name]
+    return descriptor.enum_type.values_by_number[getattr(message, field_name)].name
+
+
+def canonical_axis(axis: int, rank: int, *, what: str = "axis") -> int:
+    """Caffe's CanonicalAxisIndex: negative axes count from the end; out of range is an error."""
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{what} is out of range for a {rank}-D input", expected=f"{-rank} <= {what} < {rank}",
+                         found=axis)
+    return axis + rank if axis < 0 else axis
+
+
+def count(shape: Shape, start: int = 0, end: int | None = None) -> int:
+    return math.prod(shape[start:end])
+
+
+def spatial(values: Any, single: Any, h: Any, w: Any, *, default: int, n: int, what: str,
+            has_hw: bool) -> tuple[int, ...]:
+    """Caffe's convention for kernel/stride/pad/dilation: `x_h`/`x_w` (2-D only), else a repeated field
+    with zero values (the default), one value (all axes) or one per spatial axis."""
+    if has_hw:
+        if n != 2:
+            raise SchemaError(f"{what}_h and {what}_w need 2 spatial axes", found=f"{n} spatial axes")
+        return (int(h), int(w))
+    values = list(values) if values is not None else []
+    if single is not None:
+        values = [single]
+    if not values:
+        return (default,) * n
+    if len(values) == 1:
+        return (int(values[0]),) * n
+    if len(values) != n:
+        raise SchemaError(f"{what} must have 1 or {n} values", found=len(values))
+    return tuple(int(v) for v in values)
+
+
+def positive(value: int, *, what: str) -> int:
+    if value <= 0:
+        raise ShapeError(f"{what} must be positive", expected="> 0", found=value)
+    return value
+
+
+def same_shapes(inputs: tuple[Shape, ...], *, what: str) -> Shape:
+    first = inputs[0]
+    for index, shape in enumerate(inputs[1:], start=1):
+        if shape != first:
+            raise ShapeError(f"{what}: input {index} has a different shape from input 0", expected=first,
+                             found=shape)
+    return first
+
+
+def blob_shape(message: Any) -> Shape:
+    return tuple(int(d) for d in message.dim)

@@ -1,0 +1,132 @@
+"""Convolution family: Convolution, Deconvolution and the forks' depthwise types."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from .common import canonical_axis, positive, reject_unhonoured, spatial
+from .registry import Shape, alias, layer
+
+_CONV_FIELDS = ("num_output", "bias_term", "pad", "kernel_size", "stride", "dilation", "group", "pad_h", "pad_w",
+                "kernel_h", "kernel_w", "stride_h", "stride_w", "axis", "force_nd_im2col", "weight_filler",
+                "bias_filler")
+
+
+@dataclass(frozen=True)
+class Convolution:
+    """Caffe's convolution (base_conv_layer.cpp): weights (num_output, C/group, *kernel), bias (num_output,)."""
+
+    num_output: int
+    in_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    group: int
+    bias_term: bool
+    axis: int
+    weight_filler: Any = None
+    bias_filler: Any = None
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Convolution":
+        p = lp.convolution_param
+        reject_unhonoured(p, _CONV_FIELDS, what="convolution_param")
+        x = inputs[0]
+        axis = canonical_axis(p.axis, len(x))
+        n = len(x) - axis - 1
+        if n < 1:
+            raise ShapeError("the input needs at least one spatial axis after the channel axis", found=x)
+        kernel = spatial(p.kernel_size, None, p.kernel_h, p.kernel_w, default=0, n=n, what="kernel_size",
+                         has_hw=p.HasField("kernel_h") or p.HasField("kernel_w"))
+        if any(k <= 0 for k in kernel):
+            raise SchemaError("kernel size must be given and positive", found=kernel)
+        stride = spatial(p.stride, None, p.stride_h, p.stride_w, default=1, n=n, what="stride",
+                         has_hw=p.HasField("stride_h") or p.HasField("stride_w"))
+        pad = spatial(p.pad, None, p.pad_h, p.pad_w, default=0, n=n, what="pad",
+                      has_hw=p.HasField("pad_h") or p.HasField("pad_w"))
+        dilation = spatial(p.dilation, None, None, None, default=1, n=n, what="dilation", has_hw=False)
+        if any(s <= 0 for s in stride) or any(d <= 0 for d in dilation):
+            raise SchemaError("stride and dilation must be positive", found=(stride, dilation))
+        group = cls._group(p, x[axis])
+        in_channels = x[axis]
+        positive(p.num_output, what="convolution_param.num_output")
+        if in_channels % group or p.num_output % group:
+            raise ShapeError("channels and num_output must be multiples of group",
+                             expected=f"multiples of {group}", found=(in_channels, p.num_output))
+        return cls(num_output=p.num_output, in_channels=in_channels, kernel=kernel, stride=stride, pad=pad,
+                   dilation=dilation, group=group, bias_term=p.bias_term, axis=axis,
+                   weight_filler=p.weight_filler, bias_filler=p.bias_filler)
+
+    @staticmethod
+    def _group(p: Any, channels: int) -> int:
+        return p.group
+
+    def infer(self, x: Shape) -> Shape:
+        sizes = x[self.axis + 1:]
+        out = tuple(_conv_size(*a) for a in zip(sizes, self.kernel, self.stride, self.pad, self.dilation))
+        return (*x[:self.axis], self.num_output, *out)
+
+    def weight_shapes(self, x: Shape) -> list[Shape]:
+        weight = (self.num_output, self.in_channels // self.group, *self.kernel)
+        return [weight, (self.num_output,)] if self.bias_term else [weight]
+
+    def weight_fillers(self) -> list[Any]:
+        return [self.weight_filler, self.bias_filler]
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        per_output = (self.in_channels // self.group) * _product(self.kernel)
+        return _product(y) * per_output
+
+
+@dataclass(frozen=True)
+class Deconvolution(Convolution):
+    """Caffe's deconvolution: weights (C, num_output/group, *kernel); output s*(i-1) + d*(k-1) + 1 - 2p."""
+
+    def infer(self, x: Shape) -> Shape:
+        sizes = x[self.axis + 1:]
+        out = tuple(_deconv_size(*a) for a in zip(sizes, self.kernel, self.stride, self.pad, self.dilation))
+        return (*x[:self.axis], self.num_output, *out)
+
+    def weight_shapes(self, x: Shape) -> list[Shape]:
+        weight = (self.in_channels, self.num_output // self.group, *self.kernel)
+        return [weight, (self.num_output,)] if self.bias_term else [weight]
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        return _product(x) * (self.num_output // self.group) * _product(self.kernel)
+
+
+@dataclass(frozen=True)
+class DepthwiseConvolution(Convolution):
+    """The forks' depthwise layers: one filter per input channel, whatever `group` says."""
+
+    @staticmethod
+    def _group(p: Any, channels: int) -> int:
+        return channels
+
+
+def _conv_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    out = (size + 2 * p - (d * (k - 1) + 1)) // s + 1
+    return positive(out, what="convolution output size")
+
+
+def _deconv_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    out = s * (size - 1) + d * (k - 1) + 1 - 2 * p
+    return positive(out, what="deconvolution output size")
+
+
+def _product(values: tuple[int, ...]) -> int:
+    result = 1
+    for v in values:
+        result *= v
+    return result
+
+
+layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "group"),
+      in_place_ok=False, honoured=_CONV_FIELDS)(Convolution)
+layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "group"),
+      in_place_ok=False, honoured=_CONV_FIELDS)(Deconvolution)
+layer("ConvolutionDepthwise", family="conv", source="ShuffleNet fork (farmingyard)",
+      label=("num_output", "kernel", "stride", "pad"), in_place_ok=False, honoured=_CONV_FIELDS)(DepthwiseConvolution)
+alias("DepthwiseConvolution", "ConvolutionDepthwise", source="MobileNet fork (yonghenglh6, eric612)")

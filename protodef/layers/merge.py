@@ -1,0 +1,60 @@
+"""Merge family: layers that combine several inputs (Eltwise, Concat)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from .common import canonical_axis, enum_name, reject_unhonoured, same_shapes
+from .registry import Shape, layer
+
+
+@dataclass(frozen=True)
+class Eltwise:
+    """Caffe eltwise_layer.cpp: PROD, SUM (with one coefficient per input) or MAX of equal-shaped inputs."""
+
+    operation: str
+    coeffs: tuple[float, ...]
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Eltwise":
+        p = lp.eltwise_param
+        reject_unhonoured(p, ("operation", "coeff", "stable_prod_grad"), what="eltwise_param")
+        operation = enum_name(p, "operation")
+        if p.coeff and operation != "SUM":
+            raise SchemaError("Eltwise coefficients only apply to SUM", found=operation)
+        if p.coeff and len(p.coeff) != len(inputs):
+            raise SchemaError("Eltwise needs one coefficient per input", expected=len(inputs), found=len(p.coeff))
+        coeffs = tuple(p.coeff) if p.coeff else (1.0,) * len(inputs)
+        return cls(operation, coeffs)
+
+    def infer(self, *inputs: Shape) -> Shape:
+        return same_shapes(inputs, what="Eltwise")
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Caffe concat_layer.cpp: inputs agree on every axis except `axis` (legacy `concat_dim`)."""
+
+    axis: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Concat":
+        p = lp.concat_param
+        reject_unhonoured(p, ("axis", "concat_dim"), what="concat_param")
+        if p.HasField("concat_dim") and p.HasField("axis"):
+            raise SchemaError("give concat_param.axis or the legacy concat_dim, not both")
+        axis = p.concat_dim if p.HasField("concat_dim") else p.axis
+        return cls(canonical_axis(axis, len(inputs[0])))
+
+    def infer(self, *inputs: Shape) -> Shape:
+        first = inputs[0]
+        for index, shape in enumerate(inputs[1:], start=1):
+            if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(first, shape)) if i != self.axis):
+                raise ShapeError(f"Concat input {index} differs from input 0 off the concat axis {self.axis}",
+                                 expected=first, found=shape)
+        return (*first[:self.axis], sum(s[self.axis] for s in inputs), *first[self.axis + 1:])
+
+
+layer("Eltwise", family="merge", label=("operation",), inputs=(2, None), in_place_ok=True)(Eltwise)
+layer("Concat", family="merge", label=("axis",), inputs=(1, None), in_place_ok=False)(Concat)

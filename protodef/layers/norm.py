@@ -1,0 +1,138 @@
+"""Normalisation family: BatchNorm, Scale, Bias, LRN."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from .common import canonical_axis, enum_name, reject_unhonoured
+from .registry import Shape, layer
+
+_CONSTANT_ZERO = None   # Caffe fills BatchNorm's statistics with zeros; None means "constant 0" to the fillers
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """Caffe batch_norm_layer.cpp, test phase: blobs mean, variance and a scale factor s;
+    y = (x - mean/s) / sqrt(var/s + eps), where s == 0 means the statistics are taken as 0."""
+
+    channels: int
+    eps: float
+    use_global_stats: bool
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "BatchNorm":
+        p = lp.batch_norm_param
+        reject_unhonoured(p, ("use_global_stats", "moving_average_fraction", "eps", "scale_filler",
+                              "bias_filler"), what="batch_norm_param")
+        x = inputs[0]
+        if len(x) < 2:
+            raise ShapeError("BatchNorm needs a channel axis", found=x)
+        # Caffe: use_global_stats defaults to true in the TEST phase, false in TRAIN.
+        use_global = p.use_global_stats if p.HasField("use_global_stats") else lp.phase == 1
+        return cls(x[1], p.eps, use_global)
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+    def weight_shapes(self, x: Shape) -> list[Shape]:
+        return [(self.channels,), (self.channels,), (1,)]
+
+    def weight_fillers(self) -> list[Any]:
+        return [_CONSTANT_ZERO, _CONSTANT_ZERO, _CONSTANT_ZERO]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Caffe scale_layer.cpp: y = x * scale (+ bias), scale broadcast over axes [axis, axis + num_axes).
+
+    With two inputs the scale is the second input (no learned scale blob); the bias, if any, is learned."""
+
+    axis: int
+    param_shape: Shape
+    bias_term: bool
+    two_inputs: bool
+    filler: Any = None
+    bias_filler: Any = None
+
+    _param_field = "scale_param"
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Scale":
+        p = getattr(lp, cls._param_field)
+        honoured = ("axis", "num_axes", "filler", "bias_term", "bias_filler")
+        reject_unhonoured(p, honoured if cls._param_field == "scale_param" else ("axis", "num_axes", "filler"),
+                          what=cls._param_field)
+        x = inputs[0]
+        bias_term = getattr(p, "bias_term", False)
+        if len(inputs) == 2:
+            y = inputs[1]
+            # Caffe: a scalar second input may use any axis; otherwise the axis is canonicalised.
+            axis = canonical_axis(p.axis, len(x)) if len(y) else 0
+            if x[axis:axis + len(y)] != y:
+                raise ShapeError("the second input's shape must match the first's from `axis` on",
+                                 expected=x[axis:axis + len(y)], found=y)
+            return cls(axis, y, bias_term, True, p.filler, getattr(p, "bias_filler", None))
+        if p.num_axes < -1:
+            raise SchemaError(f"{cls._param_field}.num_axes must be -1 or more", found=p.num_axes)
+        axis = canonical_axis(p.axis, len(x)) if p.num_axes != 0 else 0
+        end = len(x) if p.num_axes == -1 else axis + p.num_axes
+        if end > len(x):
+            raise ShapeError(f"{cls._param_field}: axis + num_axes is past the input's last axis",
+                             expected=f"<= {len(x)}", found=end)
+        return cls(axis, x[axis:end], bias_term, False, p.filler, getattr(p, "bias_filler", None))
+
+    def infer(self, x: Shape, scale: Shape | None = None) -> Shape:
+        return x
+
+    def weight_shapes(self, *inputs: Shape) -> list[Shape]:
+        shapes = [] if self.two_inputs else [self.param_shape]
+        return shapes + [self.param_shape] if self.bias_term else shapes
+
+    def weight_fillers(self) -> list[Any]:
+        fillers = [] if self.two_inputs else [self.filler]
+        return fillers + [self.bias_filler] if self.bias_term else fillers
+
+
+@dataclass(frozen=True)
+class Bias(Scale):
+    """Caffe bias_layer.cpp: y = x + b, b broadcast as Scale's scale is (one learned blob, or a second input)."""
+
+    _param_field = "bias_param"
+
+    def weight_shapes(self, *inputs: Shape) -> list[Shape]:
+        return [] if self.two_inputs else [self.param_shape]
+
+    def weight_fillers(self) -> list[Any]:
+        return [] if self.two_inputs else [self.filler]
+
+
+@dataclass(frozen=True)
+class LRN:
+    """Caffe lrn_layer.cpp: x / (k + alpha/n * sum(x^2 over the window))^beta, n = local_size (or its square
+    for WITHIN_CHANNEL)."""
+
+    local_size: int
+    alpha: float
+    beta: float
+    k: float
+    region: str     # ACROSS_CHANNELS or WITHIN_CHANNEL
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "LRN":
+        p = lp.lrn_param
+        reject_unhonoured(p, ("local_size", "alpha", "beta", "norm_region", "k"), what="lrn_param")
+        if p.local_size % 2 == 0:
+            raise SchemaError("LRN local_size must be odd", found=p.local_size)
+        if len(inputs[0]) != 4:
+            raise ShapeError("LRN takes a 4-D input", found=inputs[0])
+        return cls(p.local_size, p.alpha, p.beta, p.k, enum_name(p, "norm_region"))
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+
+layer("BatchNorm", family="norm", label=("eps",))(BatchNorm)
+layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2))(Scale)
+layer("Bias", family="norm", inputs=(1, 2))(Bias)
+layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False)(LRN)

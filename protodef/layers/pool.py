@@ -1,0 +1,90 @@
+"""Pooling family."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from .common import enum_name, positive, reject_unhonoured, spatial
+from .registry import Shape, layer
+
+_POOL_FIELDS = ("pool", "pad", "pad_h", "pad_w", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h",
+                "stride_w", "global_pooling", "round_mode", "ceil_mode")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Caffe pooling_layer.cpp. `method` is MAX, AVE or STOCHASTIC (test phase: a weighted average)."""
+
+    method: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad: tuple[int, int]
+    is_global: bool
+    ceil_mode: bool
+    with_mask: bool = False   # MAX pooling's optional second top: argmax indices (SegNet's Upsample reads it)
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Pooling":
+        p = lp.pooling_param
+        reject_unhonoured(p, _POOL_FIELDS, what="pooling_param")
+        x = inputs[0]
+        if len(x) != 4:
+            raise ShapeError("Pooling takes a 4-D input (N, C, H, W)", found=x)
+        method = enum_name(p, "pool")
+        # BVLC's round_mode (CEIL by default), or the older forks' boolean ceil_mode.
+        ceil_mode = enum_name(p, "round_mode") == "CEIL" and getattr(p, "ceil_mode", True)
+        if p.global_pooling:
+            # Caffe refuses a kernel with global pooling; the zoo has files that give one anyway, and
+            # global pooling makes it meaningless, so it is ignored rather than refused.
+            return cls(method, (x[2], x[3]), (1, 1), (0, 0), True, ceil_mode, len(lp.top) == 2)
+        kernel = spatial(None, p.kernel_size if p.HasField("kernel_size") else None, p.kernel_h, p.kernel_w,
+                         default=0, n=2, what="kernel_size", has_hw=p.HasField("kernel_h") or p.HasField("kernel_w"))
+        stride = spatial(None, p.stride if p.HasField("stride") else None, p.stride_h, p.stride_w, default=1, n=2,
+                         what="stride", has_hw=p.HasField("stride_h") or p.HasField("stride_w"))
+        pad = spatial(None, p.pad if p.HasField("pad") else None, p.pad_h, p.pad_w, default=0, n=2, what="pad",
+                      has_hw=p.HasField("pad_h") or p.HasField("pad_w"))
+        if any(k <= 0 for k in kernel):
+            raise SchemaError("pooling needs a positive kernel size (or global_pooling)", found=kernel)
+        if any(s <= 0 for s in stride):
+            raise SchemaError("pooling stride must be positive", found=stride)
+        if any(pp >= k for pp, k in zip(pad, kernel)):
+            raise SchemaError("pooling pad must be smaller than the kernel", expected=f"< {kernel}", found=pad)
+        if len(lp.top) == 2 and method != "MAX":
+            raise SchemaError("only MAX pooling has a second (mask) output", found=method)
+        return cls(method, kernel, stride, pad, False, ceil_mode, len(lp.top) == 2)
+
+    def infer(self, x: Shape) -> Shape | list[Shape]:
+        n, c, h, w = x
+        if self.is_global:
+            out = (n, c, 1, 1)
+        else:
+            clip = any(self.pad)   # Caffe tests pad_h || pad_w, then clips both axes
+            out = (n, c, *(_pooled(size, k, s, p, clip, self.ceil_mode)
+                           for size, k, s, p in zip((h, w), self.kernel, self.stride, self.pad)))
+        return [out, out] if self.with_mask else out
+
+    def output_padding(self, x: Shape) -> tuple[int, int]:
+        """Extra rows/columns Caffe's rounding reads past the padded input (for backends that floor)."""
+        out = self.output_shape(x)[2:]
+        return tuple(max(0, (o - 1) * s + k - (size + 2 * p))
+                     for o, size, k, s, p in zip(out, x[2:], self.kernel, self.stride, self.pad))
+
+    def output_shape(self, x: Shape) -> Shape:
+        shapes = self.infer(x)
+        return shapes[0] if self.with_mask else shapes
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        return 0
+
+
+def _pooled(size: int, k: int, s: int, p: int, clip: bool, ceil_mode: bool) -> int:
+    span = size + 2 * p - k
+    out = (-(-span // s) if ceil_mode else span // s) + 1    # Caffe rounds up by default...
+    if clip and (out - 1) * s >= size + p:                    # ...but drops a window starting in the padding
+        out -= 1
+    return positive(out, what="pooled size")
+
+
+layer("Pooling", family="pool", label=("method", "kernel", "stride", "pad"), in_place_ok=False, outputs=(1, 2),
+      honoured=_POOL_FIELDS)(Pooling)

@@ -1,0 +1,165 @@
+"""Reshape family: layers that move, cut or copy data without arithmetic."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from .common import blob_shape, canonical_axis, count, reject_unhonoured
+from .registry import Shape, layer
+
+
+@dataclass(frozen=True)
+class Split:
+    """Copies its input to every output (Caffe inserts these itself for blobs read twice)."""
+
+    outputs: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Split":
+        return cls(len(lp.top))
+
+    def infer(self, x: Shape) -> list[Shape]:
+        return [x] * self.outputs
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Caffe slice_layer.cpp: cut along `axis` (legacy slice_dim) at slice_point, or into equal parts."""
+
+    axis: int
+    points: tuple[int, ...]     # boundaries, starting at 0 and ending at the axis length
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Slice":
+        p = lp.slice_param
+        reject_unhonoured(p, ("axis", "slice_dim", "slice_point"), what="slice_param")
+        if p.HasField("slice_dim") and p.HasField("axis"):
+            raise SchemaError("give slice_param.axis or the legacy slice_dim, not both")
+        x = inputs[0]
+        axis = canonical_axis(p.slice_dim if p.HasField("slice_dim") else p.axis, len(x))
+        length, parts = x[axis], len(lp.top)
+        if p.slice_point:
+            if len(p.slice_point) != parts - 1:
+                raise SchemaError("Slice needs one slice_point fewer than it has outputs", expected=parts - 1,
+                                  found=len(p.slice_point))
+            points = (0, *p.slice_point, length)
+            if any(b <= a for a, b in zip(points, points[1:])):
+                raise ShapeError("slice points must increase strictly within the axis", expected=f"0 < ... < {length}",
+                                 found=tuple(p.slice_point))
+        else:
+            if length % parts:
+                raise ShapeError(f"axis {axis} does not divide into {parts} equal slices", found=length)
+            points = tuple(range(0, length + 1, length // parts))
+        return cls(axis, points)
+
+    def infer(self, x: Shape) -> list[Shape]:
+        return [(*x[:self.axis], b - a, *x[self.axis + 1:]) for a, b in zip(self.points, self.points[1:])]
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """Caffe flatten_layer.cpp: merge axes axis..end_axis into one."""
+
+    axis: int
+    end_axis: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Flatten":
+        p = lp.flatten_param
+        reject_unhonoured(p, ("axis", "end_axis"), what="flatten_param")
+        rank = len(inputs[0])
+        start, end = canonical_axis(p.axis, rank), canonical_axis(p.end_axis, rank, what="end_axis")
+        if end < start:
+            raise SchemaError("flatten_param.end_axis comes before axis", found=(p.axis, p.end_axis))
+        return cls(start, end)
+
+    def infer(self, x: Shape) -> Shape:
+        return (*x[:self.axis], count(x, self.axis, self.end_axis + 1), *x[self.end_axis + 1:])
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """Caffe reshape_layer.cpp: replaces axes [axis, axis + num_axes) by `shape`; 0 copies, -1 infers."""
+
+    axis: int
+    num_axes: int
+    dims: tuple[int, ...]
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Reshape":
+        p = lp.reshape_param
+        reject_unhonoured(p, ("shape", "axis", "num_axes"), what="reshape_param")
+        rank = len(inputs[0])
+        # Caffe: axis may be rank (append); negative axes count from rank + 1.
+        axis = p.axis + rank + 1 if p.axis < 0 else p.axis
+        if not 0 <= axis <= rank:
+            raise ShapeError("reshape_param.axis is out of range", expected=f"0..{rank}", found=p.axis)
+        num_axes = rank - axis if p.num_axes == -1 else p.num_axes
+        if num_axes < 0 or axis + num_axes > rank:
+            raise ShapeError("reshape_param.num_axes is out of range", expected=f"-1..{rank - axis}",
+                             found=p.num_axes)
+        dims = blob_shape(p.shape)
+        if sum(d == -1 for d in dims) > 1:
+            raise SchemaError("reshape_param.shape may infer (-1) at most one dimension", found=dims)
+        if any(d < -1 for d in dims):
+            raise SchemaError("reshape_param.shape dims must be -1 or more", found=dims)
+        return cls(axis, num_axes, dims)
+
+    def infer(self, x: Shape) -> Shape:
+        middle = []
+        for i, d in enumerate(self.dims):
+            if d == 0:
+                if self.axis + i >= len(x):
+                    raise ShapeError("reshape 0 copies an input axis that does not exist", found=self.axis + i)
+                middle.append(x[self.axis + i])
+            else:
+                middle.append(d)
+        head, tail = x[:self.axis], x[self.axis + self.num_axes:]
+        if -1 in middle:
+            known = count(head) * count(tail) * count(tuple(d for d in middle if d != -1))
+            if known == 0 or count(x) % known:
+                raise ShapeError("reshape cannot infer the -1 dimension", expected=f"a divisor of {count(x)}",
+                                 found=known)
+            middle[middle.index(-1)] = count(x) // known
+        out = (*head, *middle, *tail)
+        if count(out) != count(x):
+            raise ShapeError("reshape changes the number of elements", expected=count(x), found=out)
+        return out
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Caffe crop_layer.cpp: crop input 0 to input 1's size on axes >= axis, at the given offsets."""
+
+    axis: int
+    offsets: tuple[int, ...]
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Crop":
+        p = lp.crop_param
+        reject_unhonoured(p, ("axis", "offset"), what="crop_param")
+        x, reference = inputs
+        if len(x) != len(reference):
+            raise ShapeError("Crop inputs must have the same number of axes", expected=len(x), found=len(reference))
+        axis = canonical_axis(p.axis, len(x))
+        n = len(x) - axis
+        offsets = list(p.offset)
+        if len(offsets) not in (0, 1, n):
+            raise SchemaError(f"crop_param.offset must have 0, 1 or {n} values", found=len(offsets))
+        offsets = offsets * n if len(offsets) == 1 else (offsets or [0] * n)
+        for i, offset in enumerate(offsets):
+            if offset + reference[axis + i] > x[axis + i]:
+                raise ShapeError(f"crop on axis {axis + i} runs past the input", expected=f"<= {x[axis + i]}",
+                                 found=offset + reference[axis + i])
+        return cls(axis, tuple(offsets))
+
+    def infer(self, x: Shape, reference: Shape) -> Shape:
+        return (*x[:self.axis], *reference[self.axis:])
+
+
+layer("Split", family="reshape", outputs=(1, None), in_place_ok=False)(Split)
+layer("Slice", family="reshape", label=("axis",), outputs=(1, None), in_place_ok=False)(Slice)
+layer("Flatten", family="reshape", label=("axis",), in_place_ok=False)(Flatten)
+layer("Reshape", family="reshape", label=("dims",), in_place_ok=False)(Reshape)
+layer("Crop", family="reshape", label=("axis", "offsets"), inputs=(2, 2), in_place_ok=False)(Crop)
