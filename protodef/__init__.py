@@ -8,8 +8,9 @@ from .api import read_net
 from .errors import (GraphError, Location, OutputError, ParseError, ProtodefError, SchemaError, ShapeError,
                      UnsupportedError, WeightsError)
 from .ir import Layer, Net, Value
+from .plugins import register_layer
 
 __version__ = "0.1.0"
 
-__all__ = ["read_net", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
+__all__ = ["read_net", "register_layer", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
            "ShapeError", "WeightsError", "UnsupportedError", "OutputError", "Location", "__version__"]

@@ -30,8 +30,12 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
     _add_declared_inputs(net, param, input_shapes, latest, unknown_shape, path)
 
     kept, dropped = [], []
+    unknown_fields: dict[int, list] = {}
     for lp in param.layer:
-        where = locations.take(lp.name) or Location(path)
+        where, unknown = locations.take(lp.name)
+        where = where or Location(path)
+        if unknown:
+            unknown_fields[id(lp)] = unknown
         (kept if _meets_rules(lp, state) else dropped).append((lp, where))
     if dropped:
         names = ", ".join(f"{lp.name} ({lp.type})" for lp, _ in dropped)
@@ -46,7 +50,8 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
         spec = spec_of(lp.type)
         name = _unique_name(lp.name or f"{lp.type.lower()}{len(used_names)}", used_names)
         try:
-            _add_layer(net, lp, spec, name, where, latest, input_shapes, unknown_shape, left_out)
+            extra = _fork_fields(spec, unknown_fields.get(id(lp), []))
+            _add_layer(net, lp, spec, name, where, latest, input_shapes, unknown_shape, left_out, extra)
         except ProtodefError as error:
             raise error.at(where, (lp.name, lp.type)) from None
     unused = sorted(set(input_shapes) - {i.value.blob for i in net.inputs})
@@ -68,25 +73,26 @@ def _modernise(param: Any, path: str) -> tuple[Any, list[str]]:
 
 
 def _layer_locations(param: Any, source: SourceMap | None) -> "_Locations":
-    """Where each layer was written, looked up by name in order of appearance: the upgrade may put an Input
-    layer first (for net-level inputs) or merge V0 padding layers, so indexes do not line up."""
-    by_name: dict[str, list[Location]] = defaultdict(list)
+    """Where each layer was written (and its unknown fork fields), looked up by name in order of appearance:
+    the upgrade may put an Input layer first (for net-level inputs) or merge V0 padding layers, so indexes
+    do not line up."""
+    by_name: dict[str, list[tuple[Location, list]]] = defaultdict(list)
     if source is not None:
         for i, lp in enumerate(param.layer):
-            by_name[lp.name].append(source.layer(i))
+            by_name[lp.name].append((source.layer(i), source.unknown_in_layer(i)))
         for i, old in enumerate(param.layers):
             name = old.name or (old.layer.name if old.HasField("layer") else "")
-            by_name[name].append(source.layer(i, legacy=True))
+            by_name[name].append((source.layer(i, legacy=True), []))
     return _Locations(by_name)
 
 
 class _Locations:
-    def __init__(self, by_name: dict[str, list[Location]]):
-        self._by_name = {name: list(locations) for name, locations in by_name.items()}
+    def __init__(self, by_name: dict[str, list[tuple[Location, list]]]):
+        self._by_name = {name: list(entries) for name, entries in by_name.items()}
 
-    def take(self, name: str) -> Location | None:
-        locations = self._by_name.get(name)
-        return locations.pop(0) if locations else None
+    def take(self, name: str) -> tuple[Location | None, list]:
+        entries = self._by_name.get(name)
+        return entries.pop(0) if entries else (None, [])
 
 
 def _phase_number(phase: str) -> int:
@@ -158,7 +164,8 @@ def _add_declared_inputs(net: Net, param: Any, overrides: dict[str, Shape], late
 
 
 def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, latest: dict[str, Value],
-               overrides: dict[str, Shape], unknown: dict[Value, str], left_out: dict[str, tuple[str, str]]) -> None:
+               overrides: dict[str, Shape], unknown: dict[Value, str], left_out: dict[str, tuple[str, str]],
+               extra: dict[str, Any]) -> None:
     _check_arity(spec, len(lp.bottom), len(lp.top))
     inputs = []
     for bottom in lp.bottom:
@@ -178,7 +185,10 @@ def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, l
             raise ShapeError(f"input '{value.blob}' declared by {declared} has no known shape: "
                              f"{unknown.get(value, 'unknown')}; give --input-shape {value.blob}=N,C,H,W")
         in_shapes.append(shape)
-    params = spec.params.from_proto(lp, tuple(in_shapes))
+    if spec.plugin:
+        params = spec.params.from_proto(lp, tuple(in_shapes), extra=extra)
+    else:
+        params = spec.params.from_proto(lp, tuple(in_shapes))
     outputs = _bind_outputs(lp, spec, latest)
     if spec.produces_input:
         shapes = params.infer()
@@ -190,10 +200,21 @@ def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, l
         return
     out_shapes = infer_outputs(params, tuple(in_shapes), len(outputs))
     layer = Layer(name=name, type=lp.type, params=params, inputs=tuple(inputs), outputs=tuple(outputs), where=where,
-                  caffe_name=lp.name, param_names=tuple(p.name for p in lp.param))
+                  caffe_name=lp.name, param_names=tuple(p.name for p in lp.param), extra=extra)
     net.add(layer)
     for value, shape in zip(outputs, out_shapes):
         net.shapes[value] = shape
+
+
+def _fork_fields(spec: LayerSpec, unknown: list) -> dict[str, Any]:
+    """Unknown parameter blocks go to a plugin as plain mappings; any other layer cannot honour them."""
+    if unknown and not spec.plugin:
+        first = unknown[0]
+        names = ", ".join(f"'{f.name}' ({f.where.line}:{f.where.column})" for f in unknown)
+        raise SchemaError(f"unknown parameter field(s) {names}: our schema has no such field for this layer "
+                          "type; register the type with protodef.register_layer(...) to receive them, or give "
+                          "the fork's caffe.proto with --proto", where=first.where)
+    return {f.name: f.value for f in unknown}
 
 
 def _bind_outputs(lp: Any, spec: LayerSpec, latest: dict[str, Value]) -> list[Value]:

@@ -208,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("protodef: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `protodef info ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 def exit_code_table() -> str:

@@ -22,6 +22,10 @@ class SourceMap:
     path: str
     layer_locations: list[Location] = field(default_factory=list)
     layers_locations: list[Location] = field(default_factory=list)   # V1/V0 `layers {` blocks
+    unknown_fields: list = field(default_factory=list)   # forkfields.UnknownField, for `layer` blocks
+
+    def unknown_in_layer(self, index: int) -> list:
+        return [f for f in self.unknown_fields if f.layer_index == index]
 
     def layer(self, index: int, legacy: bool = False) -> Location:
         found = self.layers_locations if legacy else self.layer_locations
@@ -54,13 +58,32 @@ def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None
     if text.startswith("\ufeff"):
         text = text[1:]
     net = proto_module.NetParameter()
+    unknown = []
+    try:
+        text_format.Merge(text, net)
+    except text_format.ParseError as exc:
+        if 'LayerParameter" has no field named' not in str(exc):
+            raise _located_error(exc, path) from None
+        # A fork's parameter block: set it aside for a plugin (see forkfields.py) and parse the rest.
+        from .forkfields import blank_unknown_layer_fields
+        known = set(net.DESCRIPTOR.fields_by_name["layer"].message_type.fields_by_name)
+        text, unknown = blank_unknown_layer_fields(text, known, path)
+        net = proto_module.NetParameter()
+        _merge(text, net, path)
+    except RecursionError:
+        raise ParseError("messages are nested too deeply to parse", where=path) from None
+    source = map_source(text, path)
+    source.unknown_fields = unknown
+    return net, source
+
+
+def _merge(text: str, net, path: str) -> None:
     try:
         text_format.Merge(text, net)
     except text_format.ParseError as exc:
         raise _located_error(exc, path) from None
     except RecursionError:
         raise ParseError("messages are nested too deeply to parse", where=path) from None
-    return net, map_source(text, path)
 
 
 def map_source(text: str, path: str) -> SourceMap:

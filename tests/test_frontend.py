@@ -111,8 +111,10 @@ def test_duplicate_layer_names_are_kept_apart():
 def test_errors_name_the_place():
     with pytest.raises(GraphError, match=r"t.prototxt:2:9: layer 'r' \(ReLU\): bottom 'nope' is not produced"):
         build('input: "x" input_shape { dim: 1 }\n        layer { name: "r" type: "ReLU" bottom: "nope" top: "y" }')
-    with pytest.raises(SchemaError, match=r"t.prototxt:1:9: .*has no field named \"bogus\""):
-        build('layer { bogus: 1 }')
+    with pytest.raises(SchemaError, match=r"t.prototxt:2:44: layer 'r' \(ReLU\): unknown parameter field\(s\) 'bogus'"):
+        build('input: "x" input_shape { dim: 1 }\nlayer { name: "r" type: "ReLU" bottom: "x" bogus: 1 top: "y" }')
+    with pytest.raises(SchemaError, match=r"t.prototxt:2:22: .*has no field named \"bogus\""):
+        build('input: "x" input_shape { dim: 1 }\nlayer { relu_param { bogus: 1 } }')
     with pytest.raises(ParseError, match=r"t.prototxt:1:\d+: "):
         build('layer { name: "x" ')
     with pytest.raises(GraphError, match="already produced"):
