@@ -42,3 +42,35 @@ def load_proto_module(path: str | os.PathLike):
         return compile_proto(path)
     except ProtodefError:
         raise
+
+
+def _as_net(net_or_path, weights, read_options) -> Net:
+    if isinstance(net_or_path, Net):
+        if weights is not None:
+            raise ValueError("weights go with a prototxt path; a Net already carries its weights")
+        return net_or_path
+    return read_net(net_or_path, weights, **read_options)
+
+
+def to_onnx(prototxt, weights=None, *, opset: int | None = None, dynamic_batch: bool = False, fold: bool = True,
+            **read_options):
+    """Convert a net (a prototxt path or a Net) to an onnx.ModelProto. Never imports torch."""
+    from converters.onnx import to_onnx as lower
+    return lower(_as_net(prototxt, weights, read_options), opset=opset, dynamic_batch=dynamic_batch, fold=fold)
+
+
+def load(prototxt, weights=None, *, phase: str = "test", fold: bool = True,
+         input_shape: Mapping[str, Shape] | None = None, **read_options):
+    """A torch.fx.GraphModule computing the net as Caffe does; submodules are named after the layers."""
+    from converters.pytorch import to_torch
+    net = _as_net(prototxt, weights, {"phase": phase.upper(), "input_shape": input_shape, **read_options})
+    return to_torch(net, fold=fold)
+
+
+def draw(prototxt, *, rankdir: str = "TB", collapse: bool = False, shapes: bool = True, folded: bool = False,
+         **read_options):
+    """A graphviz.Digraph of the net (shows itself inline in Jupyter)."""
+    from converters.graphviz import draw as render
+    read_options.setdefault("init", "none" if not folded else "fillers")
+    net = _as_net(prototxt, None, read_options)
+    return render(net, rankdir=rankdir, collapse=collapse, shapes=shapes, folded=folded)

@@ -190,6 +190,9 @@ class Net:
             self.graph.remove_edges_from(list(self.graph.out_edges(old.name, keys=True)))
             self.graph.nodes[new.name]["layer"] = new
         self._connect(new)
+        for value in old.outputs:
+            if value not in new.outputs:
+                self.shapes.pop(value, None)
         for _, consumer, data in out_edges:
             if data["value"] in new.outputs:
                 self.graph.add_edge(new.name, consumer, **data)

@@ -59,11 +59,16 @@ def random_inputs(net, seed: int = 0) -> dict[str, np.ndarray]:
             for i in net.inputs}
 
 
-def opencv_forward(net, prototxt: Path, caffemodel: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run OpenCV dnn (an independent Caffe implementation) and return the net's outputs by blob name."""
+def opencv_forward(net, prototxt: Path, caffemodel: Path, inputs: dict[str, np.ndarray], *,
+                   fusion: bool = True) -> dict[str, np.ndarray]:
+    """Run OpenCV dnn (an independent Caffe implementation) and return the net's outputs by blob name.
+
+    `fusion=False` turns off OpenCV's layer fusion: OpenCV 4.14 fuses a grouped Deconvolution with a
+    following BatchNorm + Scale wrongly (off by ~0.2), while its unfused result matches Caffe's arithmetic."""
     import cv2
 
     cv_net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    cv_net.enableFusion(fusion)
     cv_net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     cv_net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     for name, array in inputs.items():
