@@ -27,6 +27,10 @@ class Value:
         return self.blob if self.version == 0 else f"{self.blob}@{self.version}"
 
 
+def str_at(value: Value) -> str:
+    return f"{value.blob}@{value.version}"
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
     """One layer: typed params, ordered inputs/outputs, weights (arrays in Caffe's blob order)."""
@@ -79,6 +83,7 @@ class Net:
         self.shapes: dict[Value, Shape] = {}
         self.notes: list[str] = []
         self._producer: dict[Value, str] = {}
+        self._final: dict[str, int] | None = None    # cache: the last version of each blob
         self._order = 0
 
     # ---- reading -------------------------------------------------------------------------------
@@ -136,16 +141,22 @@ class Net:
         return [v for layer in self.layers() for v in layer.outputs if v not in read]
 
     def value_name(self, value: Value) -> str:
-        """A stable, unique name for a value: the blob name for its final version and for net inputs."""
-        if value.version == 0 and any(i.value == value for i in self.inputs):
-            return value.blob
-        final = self._final_version(value.blob)
-        if value.version == final and not any(i.value.blob == value.blob for i in self.inputs):
-            return value.blob
-        return f"{value.blob}@{value.version}" if value.version else value.blob
+        """A stable, unique name for a value: the blob's own name for a net input and for the final version
+        of any other blob; `blob@k` for the versions in-place layers overwrite."""
+        if value.blob in self._input_blobs():
+            return value.blob if value.version == 0 else f"{value.blob}@{value.version}"
+        return value.blob if value.version == self._final_versions().get(value.blob, 0) else str_at(value)
 
-    def _final_version(self, blob: str) -> int:
-        return max((v.version for v in self._producer if v.blob == blob), default=0)
+    def _input_blobs(self) -> set[str]:
+        return {i.value.blob for i in self.inputs}
+
+    def _final_versions(self) -> dict[str, int]:
+        if self._final is None:
+            final: dict[str, int] = {}
+            for value in self._producer:
+                final[value.blob] = max(final.get(value.blob, 0), value.version)
+            self._final = final
+        return self._final
 
     # ---- building and editing ---------------------------------------------------------------------
     def add_input(self, net_input: NetInput, shape: Shape | None) -> None:
@@ -163,6 +174,7 @@ class Net:
         return layer
 
     def _connect(self, layer: Layer) -> None:
+        self._final = None
         for index, value in enumerate(layer.inputs):
             producer = self._producer.get(value)
             if producer is not None:
@@ -171,6 +183,7 @@ class Net:
             self._producer[value] = layer.name
 
     def _disconnect(self, layer: Layer) -> None:
+        self._final = None
         self.graph.remove_edges_from(list(self.graph.in_edges(layer.name, keys=True)))
         for value in layer.outputs:
             if self._producer.get(value) == layer.name:
@@ -234,6 +247,7 @@ class Net:
         other.shapes = dict(self.shapes)
         other.notes = list(self.notes)
         other._producer = dict(self._producer)
+        other._final = None
         other._order = self._order
         return other
 
