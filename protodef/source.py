@@ -62,7 +62,7 @@ def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None
     try:
         text_format.Merge(text, net)
     except text_format.ParseError as exc:
-        if 'LayerParameter" has no field named' not in str(exc):
+        if 'LayerParameter" has no field named' not in str(exc) or "layer" not in net.DESCRIPTOR.fields_by_name:
             raise _located_error(exc, path) from None
         # A fork's parameter block: set it aside for a plugin (see forkfields.py) and parse the rest.
         from .forkfields import blank_unknown_layer_fields
