@@ -1,0 +1,64 @@
+"""The command line: one-line errors with exit codes, the README's promises."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from protodef.cli import exit_code_table, main
+from support import REPO, SAMPLES
+
+
+def test_readme_exit_code_table_is_generated_from_the_errors():
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- exit-codes:.*?-->\n(.*?)<!-- /exit-codes -->", readme, re.S)
+    assert block and block.group(1).strip() == exit_code_table().strip()
+
+
+def test_info_table_and_json(capsys):
+    assert main(["info", str(SAMPLES / "ResNet-50.prototxt")]) == 0
+    out = capsys.readouterr().out
+    assert "res5c" in out and "1x2048x7x7" in out
+    assert main(["info", str(SAMPLES / "ResNet-50.prototxt"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    rows = {row["name"]: row for row in info["layers"]}
+    assert rows["pool5"]["shapes"] == [[1, 2048, 1, 1]] and rows["prob"]["shapes"] == [[1, 1000]]
+    # torchvision's ResNet-50 has 25,557,032 parameters (BatchNorm: weight and bias). Caffe's blobs add, per
+    # BatchNorm, its mean and variance (2 x channels) and a scale factor (1), and conv1 here has a bias (64).
+    bn_channels = [layer["shapes"][0][1] for layer in info["layers"] if layer["type"] == "BatchNorm"]
+    assert len(bn_channels) == 53
+    assert info["total_params"] == 25557032 + sum(2 * c + 1 for c in bn_channels) + 64
+    assert rows["conv1"]["macs"] == 64 * 112 * 112 * 3 * 7 * 7
+
+
+def test_errors_are_one_line_with_exit_code(tmp_path):
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text('input: "x" input_shape { dim: 1 dim: 3 }\nlayer { name: "r" type: "ReLU" bottom: "y" top: "z" }\n')
+    result = subprocess.run([sys.executable, "-m", "protodef", "info", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 5
+    assert result.stdout == ""
+    assert result.stderr == (f"protodef: {bad}:2:1: layer 'r' (ReLU): bottom 'y' is not produced by any earlier "
+                             "layer or net input\n")
+
+
+def test_input_shape_option_is_checked(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(SAMPLES / "ResNet-50.prototxt"), "--input-shape", "data=1,a"])
+    assert exit_info.value.code == 2
+    assert main(["info", str(SAMPLES / "ResNet-50.prototxt"), "--input-shape", "data=2,3,64,64"]) == 0
+    assert "2x2048x2x2" in capsys.readouterr().out
+
+
+def test_upgrade_writes_modern_text(tmp_path):
+    old = tmp_path / "old.prototxt"
+    old.write_text('name: "v1"\ninput: "data"\ninput_dim: 1\ninput_dim: 1\ninput_dim: 8\ninput_dim: 8\n'
+                   'layers { name: "conv" type: CONVOLUTION bottom: "data" top: "conv" blobs_lr: 1 blobs_lr: 2\n'
+                   '  convolution_param { num_output: 4 kernel_size: 3 } }\n')
+    out = tmp_path / "new.prototxt"
+    assert main(["upgrade", str(old), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert 'type: "Convolution"' in text and "lr_mult: 2" in text and 'type: "Input"' in text
+    assert "layers {" not in text
