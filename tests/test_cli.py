@@ -48,8 +48,9 @@ def test_input_shape_option_is_checked(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["info", str(SAMPLES / "ResNet-50.prototxt"), "--input-shape", "data=1,a"])
     assert exit_info.value.code == 2
-    assert main(["info", str(SAMPLES / "ResNet-50.prototxt"), "--input-shape", "data=2,3,64,64"]) == 0
-    assert "2x2048x2x2" in capsys.readouterr().out
+    assert main(["info", str(SAMPLES / "ResNet-50.prototxt"), "--input-shape", "data=2,3,256,256"]) == 0
+    out = capsys.readouterr().out
+    assert "2x2048x8x8" in out and "2x2048x2x2" in out   # res5c, then pool5 (kernel 7, stride 1)
 
 
 def test_upgrade_writes_modern_text(tmp_path):
