@@ -713,3 +713,136 @@ def test_needs_upgrade():
 def test_rejects_other_messages():
     with pytest.raises(TypeError):
         upgrade_net(caffe_pb2.LayerParameter())
+
+
+# ----------------------------------------------------------------------------------------------
+# nets of another schema (a fork's caffe.proto compiled at run time)
+
+SCHEMA = Path(__file__).resolve().parents[1] / "caffe_proto" / "caffe.proto"
+MOBILENET_SSD = "mobilenet_ssd/voc_MobileNetSSD_deploy.prototxt"
+
+
+@pytest.fixture(scope="module")
+def fork():
+    from protodef.forkproto import compile_proto
+    return compile_proto(SCHEMA)
+
+
+def fork_net(module, text: str):
+    net = module.NetParameter()
+    text_format.Merge(text, net)
+    return net
+
+
+def schema_module(proto_text: str):
+    from protodef.forkproto import build_module, parse_proto
+    file_proto, notes = parse_proto(proto_text, path="fork.proto")
+    return build_module(file_proto, path="fork.proto", notes=notes)
+
+
+@pytest.mark.parametrize("relative", ["bvlc_caffe_v1_2015/bvlc_alexnet_deploy.prototxt",
+                                      "bvlc_caffe_v0_2014/imagenet_imagenet_deploy.prototxt",
+                                      MOBILENET_SSD])
+def test_fork_schema_net_upgrades_like_caffe_pb2(fork, relative):
+    reference = corpus_net(relative)
+    net = fork_net(fork, (CORPUS / relative).read_text(encoding="utf-8", errors="replace"))
+    assert type(net) is not caffe_pb2.NetParameter
+    assert needs_upgrade(net)
+    before = net.SerializeToString()
+    upgraded, notes = upgrade_net(net, path=relative)
+    assert net.SerializeToString() == before
+    assert type(upgraded) is type(net)
+    assert not needs_upgrade(upgraded)
+    assert notes == upgrade_net(reference, path=relative)[1]
+    assert upgrade_text(net, path=relative) == upgrade_text(reference, path=relative)
+
+
+def test_fork_schema_small_nets_upgrade_like_caffe_pb2(fork):
+    for text in (V0_CONV_NET, 'input: "a" ' + MODERN_BODY, """
+    layers { name: "d" type: DATA top: "x" data_param { source: "s" scale: 0.5 mirror: true }
+             blobs_lr: 1 blob_share_mode: PERMISSIVE param: "w" include { phase: TRAIN } }
+    """, 'layer { name: "bn" type: "BatchNorm" param { lr_mult: 1 } param { } param { } }'):
+        reference = net_from_text(text)
+        assert upgrade_text(fork_net(fork, text)) == upgrade_text(reference), text
+        assert upgrade_net(fork_net(fork, text))[1] == upgrade_net(reference)[1], text
+
+
+def test_read_net_with_fork_schema_upgrades_net_level_inputs():
+    from protodef.api import read_net
+    path = CORPUS / MOBILENET_SSD
+    if not path.is_file():
+        pytest.skip(f"corpus file {MOBILENET_SSD} not present")
+    net = read_net(str(path), proto=str(SCHEMA), init="none")
+    plain = read_net(str(path), init="none")
+    assert [i.value.blob for i in net.inputs] == ["data"]
+    assert net.shape(net.inputs[0].value) == (1, 3, 300, 300)
+    assert [(layer.name, layer.type) for layer in net.layers()] == \
+        [(layer.name, layer.type) for layer in plain.layers()]
+
+
+_SCHEMA_HEAD = """
+syntax = "proto2";
+message BlobShape { repeated int64 dim = 1 [packed = true]; }
+"""
+
+
+def _fork_schema_error(proto_text: str, net_text: str) -> SchemaError:
+    net = fork_net(schema_module(_SCHEMA_HEAD + proto_text), net_text)
+    with pytest.raises(SchemaError) as info:
+        upgrade_net(net, path="old.prototxt")
+    assert str(info.value).startswith("old.prototxt: ")
+    return info.value
+
+
+def test_fork_without_v1_layer_parameter_is_refused():
+    # An old schema whose 'layers' are today's LayerParameter (string type) cannot be read as V1.
+    error = _fork_schema_error("""
+    message LayerParameter { optional string name = 1; optional string type = 2; }
+    message NetParameter { repeated LayerParameter layer = 100;
+                           repeated LayerParameter layers = 2; }
+    """, 'layers { name: "r" type: "ReLU" }')
+    assert "no enum field 'type'" in str(error)
+
+
+def test_fork_without_layer_field_cannot_take_v1_layers():
+    error = _fork_schema_error("""
+    message V1LayerParameter { optional string name = 4; enum LayerType { NONE = 0; RELU = 18; }
+                               optional LayerType type = 5; }
+    message NetParameter { repeated V1LayerParameter layers = 2; }
+    """, 'layers { name: "r" type: RELU }')
+    assert "NetParameter has no field 'layer'" in str(error)
+
+
+def test_fork_without_input_param_cannot_take_input_shapes():
+    proto = """
+    message LayerParameter { optional string name = 1; optional string type = 2;
+                             repeated string top = 4; }
+    message NetParameter { repeated LayerParameter layer = 100; repeated string input = 3;
+                           repeated BlobShape input_shape = 8; repeated int32 input_dim = 4; }
+    """
+    error = _fork_schema_error(proto, 'input: "x" input_dim: 1 input_dim: 3 input_dim: 2 '
+                                      'input_dim: 2')
+    assert "LayerParameter has no field 'input_param'" in str(error)
+    # Inputs without shapes need no input_param: they still become a shape-less Input layer.
+    module = schema_module(_SCHEMA_HEAD + proto)
+    upgraded, _ = upgrade_net(fork_net(module, 'input: "x"'))
+    assert [(layer.name, layer.type, list(layer.top)) for layer in upgraded.layer] == \
+        [("input", "Input", ["x"])]
+
+
+def test_fork_v1_enum_without_the_v0_type_is_refused():
+    error = _fork_schema_error("""
+    message V0LayerParameter { optional string name = 1; optional string type = 2; }
+    message V1LayerParameter { optional string name = 4; enum LayerType { NONE = 0; RELU = 18; }
+                               optional LayerType type = 5; repeated string bottom = 2;
+                               repeated string top = 3; optional V0LayerParameter layer = 1; }
+    message NetParameter { repeated V1LayerParameter layers = 2; repeated string input = 3; }
+    """, 'input: "x" layers { layer { name: "s" type: "sigmoid" } bottom: "x" top: "y" }')
+    assert "has no value SIGMOID" in str(error)
+    assert (error.layer_name, error.layer_type) == ("s", "sigmoid")
+
+
+def test_fork_net_needs_upgrade(fork):
+    assert needs_upgrade(fork_net(fork, 'layers { name: "r" type: RELU }'))
+    assert needs_upgrade(fork_net(fork, 'input: "a" ' + MODERN_BODY))
+    assert not needs_upgrade(fork_net(fork, MODERN_BODY))
