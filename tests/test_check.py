@@ -1,0 +1,63 @@
+"""`protodef check`: backends compared blob by blob, and the first disagreement found."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protodef.check import check_net, format_report
+from protodef.cli import main
+from support import SAMPLES, write_net
+
+NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "sc" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_term: true } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: AVE kernel_size: 3 stride: 2 } }
+layer { name: "odd" type: "Doubler" bottom: "pool" top: "odd" }
+layer { name: "squash" type: "TanH" bottom: "odd" top: "out" }
+"""
+
+
+def test_check_passes_on_the_tiny_sample(capsys):
+    code = main(["check", str(SAMPLES / "tiny" / "tiny.prototxt"), "--weights", str(SAMPLES / "tiny" / "tiny.caffemodel")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "reference: opencv" in out and "compared blobs agree" in out
+    assert "conv1@1" in out      # the unfolded BatchNorm output is compared, not only the net's output
+
+
+@pytest.fixture
+def doubler():
+    """A plugin whose PyTorch lowering is deliberately wrong (x3 instead of x2)."""
+    import torch
+    from onnx import helper, numpy_helper
+
+    import protodef
+    from protodef.plugins import unregister_layer
+
+    class Triple(torch.nn.Module):
+        def forward(self, x):
+            return x * 3
+
+    def onnx_lowering(layer, ctx):
+        two = f"{layer.name}.two"
+        ctx.initializers.append(numpy_helper.from_array(np.array(2, np.float32), two))
+        return [helper.make_node("Mul", [ctx.value(layer.inputs[0]), two], [ctx.value(layer.outputs[0])],
+                                 name=layer.name)]
+
+    protodef.register_layer("Doubler", shape=lambda inputs, fields: inputs[0], onnx=onnx_lowering,
+                            torch=lambda layer: Triple())
+    yield
+    unregister_layer("Doubler")
+
+
+def test_check_names_the_first_layer_where_backends_disagree(tmp_path, doubler):
+    prototxt, caffemodel, net = write_net(tmp_path, NET)
+    report = check_net(net, prototxt=str(prototxt))
+    assert report.reference == "onnxruntime"              # OpenCV does not know the plugin's type
+    assert "opencv" in report.skipped
+    assert not report.ok
+    assert report.first_disagreement.layer == "odd"
+    assert "pytorch" in report.first_disagreement.bad
+    assert "FIRST DISAGREEMENT: blob 'odd' of layer 'odd'" in format_report(report)
