@@ -124,16 +124,15 @@ class Net:
         return None if name is None else self.layer(name)
 
     def consumers(self, value: Value) -> list[tuple[Layer, int]]:
-        """(layer, input index) for every read of `value`, in topological order."""
+        """(layer, input index) for every read of `value`, in prototxt order."""
         producer = self._producer.get(value)
         if producer is not None:
             names = {v for _, v, data in self.graph.out_edges(producer, data=True) if data["value"] == value}
-            candidates = [self.layer(n) for n in names]
-        else:
-            candidates = [layer for _, layer in self.graph.nodes(data="layer")]
-        order = nx.get_node_attributes(self.graph, "order")
-        candidates.sort(key=lambda layer: order[layer.name])
-        return [(layer, i) for layer in candidates for i, v in enumerate(layer.inputs) if v == value]
+        else:   # a net input: no producer node to start from
+            names = {name for name, layer in self.graph.nodes(data="layer") if value in layer.inputs}
+        nodes = self.graph.nodes
+        ordered = sorted(names, key=lambda name: nodes[name]["order"])
+        return [(nodes[n]["layer"], i) for n in ordered for i, v in enumerate(nodes[n]["layer"].inputs) if v == value]
 
     def outputs(self) -> list[Value]:
         """Values some layer writes and no layer reads: Caffe's net outputs."""

@@ -50,6 +50,8 @@ class Convolution:
         if any(s <= 0 for s in stride) or any(d <= 0 for d in dilation):
             raise SchemaError("stride and dilation must be positive", found=(stride, dilation))
         group = cls._group(p, x[axis])
+        if group <= 0:   # Caffe divides by it unchecked
+            raise SchemaError("convolution_param.group must be positive", expected="> 0", found=group)
         in_channels = x[axis]
         positive(p.num_output, what="convolution_param.num_output")
         if in_channels % group or p.num_output % group:
@@ -123,10 +125,10 @@ def _product(values: tuple[int, ...]) -> int:
     return result
 
 
-layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "group"),
+layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
       in_place_ok=False, honoured=_CONV_FIELDS)(Convolution)
-layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "group"),
+layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
       in_place_ok=False, honoured=_CONV_FIELDS)(Deconvolution)
 layer("ConvolutionDepthwise", family="conv", source="ShuffleNet fork (farmingyard)",
-      label=("num_output", "kernel", "stride", "pad"), in_place_ok=False, honoured=_CONV_FIELDS)(DepthwiseConvolution)
+      label=("num_output", "kernel", "stride", "pad", "dilation"), in_place_ok=False, honoured=_CONV_FIELDS)(DepthwiseConvolution)
 alias("DepthwiseConvolution", "ConvolutionDepthwise", source="MobileNet fork (yonghenglh6, eric612)")
