@@ -14,7 +14,8 @@ def _backend_table(module: str, table: str) -> set[str] | None:
         registry = __import__(module, fromlist=[table])
     except ImportError:
         return None
-    registry._load_families()
+    load = getattr(registry, "load_converters", None) or getattr(registry, "_load_families")
+    load()
     return set(getattr(registry, table))
 
 

@@ -48,9 +48,11 @@ def write_net(tmp_path: Path, text: str, *, seed: int = 0, name: str = "net", **
     prototxt.write_text(text)
     caffemodel = Path(tmp_path) / f"{name}.caffemodel"
     net = read_net(prototxt, init="random", seed=seed, **read_options)
-    write_caffemodel(caffemodel, [(layer.caffe_name, layer.type, list(layer.weights))
-                                  for layer in net.layers() if layer.weights])
-    return prototxt, caffemodel, read_net(prototxt, caffemodel, **read_options)
+    weighted = [(layer.caffe_name, layer.type, list(layer.weights)) for layer in net.layers() if layer.weights]
+    # A net without learned blobs still gets a caffemodel (OpenCV wants one); it names a layer with no blobs,
+    # since a caffemodel holding no layer at all is refused as not being one.
+    write_caffemodel(caffemodel, weighted or [(net.layers()[0].caffe_name, net.layers()[0].type, [])])
+    return prototxt, caffemodel, read_net(prototxt, caffemodel if weighted else None, **read_options)
 
 
 def random_inputs(net, seed: int = 0) -> dict[str, np.ndarray]:

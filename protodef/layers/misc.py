@@ -1,0 +1,220 @@
+"""Assorted types: Parameter, Embed, Tile, Reduction (BVLC); ShuffleChannel (ShuffleNet), Axpy (SENet) and
+Correlation (FlowNet) from the forks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from .common import blob_shape, canonical_axis, count, enum_name, positive, reject_unhonoured
+from .registry import Shape, layer
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """Caffe parameter_layer.hpp: no inputs; its one output is its learned blob, of `shape`."""
+
+    shape: Shape
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Parameter":
+        reject_unhonoured(lp.parameter_param, ("shape",), what="parameter_param")
+        shape = blob_shape(lp.parameter_param.shape)
+        if any(d <= 0 for d in shape):
+            raise ShapeError("parameter_param.shape dims must be positive", found=shape)
+        return cls(shape)
+
+    def infer(self) -> Shape:
+        return self.shape
+
+    def weight_shapes(self) -> list[Shape]:
+        return [self.shape]
+
+    def weight_fillers(self) -> list[Any]:
+        return [None]   # Caffe allocates the blob and leaves it at zero
+
+
+_EMBED_FIELDS = ("num_output", "input_dim", "bias_term", "weight_filler", "bias_filler")
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Caffe embed_layer.cpp: each input value is an index (truncated to int) into the rows of the weight
+    (input_dim, num_output); output shape = input shape + (num_output,), plus the bias when bias_term."""
+
+    num_output: int
+    input_dim: int
+    bias_term: bool
+    weight_filler: Any = None
+    bias_filler: Any = None
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Embed":
+        p = lp.embed_param
+        reject_unhonoured(p, _EMBED_FIELDS, what="embed_param")
+        positive(p.num_output, what="embed_param.num_output")
+        positive(p.input_dim, what="embed_param.input_dim")
+        return cls(p.num_output, p.input_dim, p.bias_term, p.weight_filler, p.bias_filler)
+
+    def infer(self, x: Shape) -> Shape:
+        return (*x, self.num_output)
+
+    def weight_shapes(self, x: Shape) -> list[Shape]:
+        weight = (self.input_dim, self.num_output)
+        return [weight, (self.num_output,)] if self.bias_term else [weight]
+
+    def weight_fillers(self) -> list[Any]:
+        return [self.weight_filler, self.bias_filler]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Caffe tile_layer.cpp: the block of axes from `axis` on is repeated `tiles` times (numpy.tile with
+    reps `tiles` at `axis`)."""
+
+    axis: int
+    tiles: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Tile":
+        p = lp.tile_param
+        reject_unhonoured(p, ("axis", "tiles"), what="tile_param")
+        if p.tiles <= 0:
+            raise SchemaError("tile_param.tiles must be positive", found=p.tiles)
+        return cls(canonical_axis(p.axis, len(inputs[0])), p.tiles)
+
+    def infer(self, x: Shape) -> Shape:
+        return (*x[:self.axis], x[self.axis] * self.tiles, *x[self.axis + 1:])
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Caffe reduction_layer.cpp: reduces every axis from `axis` on (output shape x[:axis]; a scalar when
+    axis is 0) by SUM, ASUM (sum of |x|), SUMSQ (sum of x^2) or MEAN, then multiplies by coeff."""
+
+    operation: str
+    axis: int
+    coeff: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Reduction":
+        p = lp.reduction_param
+        reject_unhonoured(p, ("operation", "axis", "coeff"), what="reduction_param")
+        return cls(enum_name(p, "operation"), canonical_axis(p.axis, len(inputs[0])), p.coeff)
+
+    def infer(self, x: Shape) -> Shape:
+        return tuple(x[:self.axis])
+
+    def scale(self, x: Shape) -> float:
+        """The factor applied after the sum: coeff, divided by the reduced count for MEAN."""
+        return self.coeff / count(x, self.axis) if self.operation == "MEAN" else self.coeff
+
+
+@dataclass(frozen=True)
+class ShuffleChannel:
+    """ShuffleNet shuffle_channel_layer.cpp: channels viewed as (group, C / group) and transposed, so output
+    channel j * group + i is input channel i * (C / group) + j."""
+
+    group: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ShuffleChannel":
+        p = lp.shuffle_channel_param
+        reject_unhonoured(p, ("group",), what="shuffle_channel_param")
+        x = inputs[0]
+        if p.group <= 0:
+            raise SchemaError("shuffle_channel_param.group must be positive", found=p.group)
+        if len(x) < 2 or x[1] % p.group:
+            raise ShapeError("ShuffleChannel needs a channel axis divisible by group",
+                             expected=f"a multiple of {p.group}", found=x)
+        return cls(p.group)
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+
+@dataclass(frozen=True)
+class Axpy:
+    """SENet axpy_layer.cpp: inputs (a, x, y); output a * x + y, a holding one factor per (n, c): shape
+    (N, C) or (N, C, 1, 1)."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Axpy":
+        a, x, y = inputs
+        if len(x) < 2 or len(a) < 2 or a[:2] != x[:2] or count(a) != count(x, 0, 2):
+            raise ShapeError("Axpy's first input must be (N, C) or (N, C, 1, 1) of its second input's N and C",
+                             expected=x[:2], found=a)
+        if x != y:
+            raise ShapeError("Axpy's second and third inputs must have the same shape", expected=x, found=y)
+        return cls()
+
+    def infer(self, a: Shape, x: Shape, y: Shape) -> Shape:
+        return x
+
+
+_CORRELATION_FIELDS = ("pad", "kernel_size", "max_displacement", "stride_1", "stride_2", "correlation_type",
+                       # FlowNet 2 reads these two but its Correlation kernels never use them.
+                       "do_abs", "single_direction")
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """FlowNet 2 correlation_layer.cu. Both inputs are zero-padded by `pad`; output channel
+    c = (py + r) * (2r + 1) + (px + r), r = max_displacement // stride_2, compares the k x k patch of input 0
+    whose top-left corner is at (y * stride_1 + max_displacement, x * ...) with input 1's patch moved by
+    (py * stride_2, px * stride_2): the mean over the patch and channels of a * b (MULTIPLY) or |a - b|
+    (SUBTRACT)."""
+
+    kernel_size: int
+    max_displacement: int
+    pad: int
+    stride_1: int
+    stride_2: int
+    subtract: bool
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Correlation":
+        p = lp.correlation_param
+        reject_unhonoured(p, _CORRELATION_FIELDS, what="correlation_param")
+        if not (p.HasField("kernel_size") and p.HasField("max_displacement")):
+            raise SchemaError("Correlation needs correlation_param.kernel_size and max_displacement")
+        if p.kernel_size % 2 == 0:
+            raise SchemaError("Correlation kernel_size must be odd", found=p.kernel_size)
+        if p.stride_1 <= 0 or p.stride_2 <= 0:
+            raise SchemaError("Correlation strides must be positive", found=(p.stride_1, p.stride_2))
+        a, b = inputs
+        if len(a) != 4 or a != b:
+            raise ShapeError("Correlation takes two 4-D inputs of the same shape", expected=a, found=b)
+        return cls(p.kernel_size, p.max_displacement, p.pad, p.stride_1, p.stride_2,
+                   enum_name(p, "correlation_type") == "SUBTRACT")
+
+    @property
+    def grid_radius(self) -> int:
+        return self.max_displacement // self.stride_2
+
+    def infer(self, a: Shape, b: Shape) -> Shape:
+        border = self.max_displacement + (self.kernel_size - 1) // 2
+        size = [-(-(d + 2 * self.pad - 2 * border) // self.stride_1) for d in a[2:]]
+        if min(size) < 1:
+            raise ShapeError("Correlation's neighbourhood and kernel do not fit in the padded input",
+                             expected=f"H, W + 2 * pad > {2 * border}", found=a)
+        return (a[0], (2 * self.grid_radius + 1) ** 2, *size)
+
+    def displacements(self) -> list[tuple[int, int]]:
+        """(dy, dx) of each output channel, in channel order."""
+        r, s = self.grid_radius, self.stride_2
+        return [(py * s, px * s) for py in range(-r, r + 1) for px in range(-r, r + 1)]
+
+
+layer("Parameter", family="misc", label=("shape",), inputs=(0, 0), in_place_ok=False,
+      honoured=("shape",))(Parameter)
+layer("Embed", family="dense", label=("num_output", "input_dim"), in_place_ok=False,
+      honoured=_EMBED_FIELDS)(Embed)
+layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"))(Tile)
+layer("Reduction", family="misc", label=("operation", "axis", "coeff"), in_place_ok=False,
+      honoured=("operation", "axis", "coeff"))(Reduction)
+layer("ShuffleChannel", family="reshape", source="ShuffleNet fork", label=("group",), in_place_ok=False,
+      honoured=("group",))(ShuffleChannel)
+layer("Axpy", family="merge", source="SENet fork", inputs=(3, 3), in_place_ok=False)(Axpy)
+layer("Correlation", family="misc", source="FlowNet 2 fork", label=("max_displacement", "kernel_size"),
+      inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation)
