@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import GraphError, Location, ProtodefError, SchemaError, ShapeError, UnsupportedError
 from .ir import Layer, Net, NetInput, Value
+from .layers.common import MAX_BLOB_COUNT
 from .layers.registry import LayerSpec, Shape, spec_of
 from .source import SourceMap
 
@@ -159,6 +160,8 @@ def _add_declared_inputs(net: Net, param: Any, overrides: dict[str, Shape], late
         shape = overrides.get(name, shape)
         if shape is None:
             unknown[value] = "the net declares it with no input_shape or input_dim"
+        if shape is not None:
+            check_blob_size(shape)
         net.add_input(NetInput(value, "input", "input", Location(path)), shape)
         latest[name] = value
 
@@ -196,6 +199,8 @@ def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, l
             shape = overrides.get(value.blob, shapes[index] if index < len(shapes) else None)
             if shape is None:
                 unknown[value] = params.unknown_because or "its layer declares no shape"
+            else:
+                check_blob_size(tuple(shape), what=f"input '{value.blob}'")
             net.add_input(NetInput(value, lp.name, lp.type, where), shape)
         return
     out_shapes = infer_outputs(params, tuple(in_shapes), len(outputs))
@@ -254,7 +259,18 @@ def infer_outputs(params: Any, in_shapes: tuple[Shape, ...], n_outputs: int) -> 
     for shape in shapes:
         if any(d <= 0 for d in shape):
             raise ShapeError("an output dimension is zero or negative", expected="all > 0", found=shape)
+        check_blob_size(shape)
     return [tuple(int(d) for d in shape) for shape in shapes]
+
+
+def check_blob_size(shape: Shape, *, what: str = "an output") -> None:
+    """Caffe refuses a blob of more than INT_MAX elements; so do we, before any backend allocates it."""
+    count = 1
+    for d in shape:
+        count *= int(d)
+    if count > MAX_BLOB_COUNT:
+        raise ShapeError(f"{what} is larger than Caffe allows a blob to be", expected=f"<= {MAX_BLOB_COUNT} elements",
+                         found=f"{count} elements {tuple(shape)}")
 
 
 def _unique_name(name: str, used: set[str]) -> str:

@@ -1,8 +1,12 @@
 """Every failure a user can cause is a ProtodefError; one subclass per kind, each with its exit code."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+# Names in a model file may hold control characters; the message must stay one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class ProtodefError(Exception):
                 details.append(f"found {_show(self.found)}")
             text = f"{text}: {', '.join(details)}"
         parts.append(text)
-        return ": ".join(parts)
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], ": ".join(parts))
 
 
 class ParseError(ProtodefError):
