@@ -74,6 +74,8 @@ class Structure:
 def find_blocks(net: Net, stacks: StackGraph | None = None) -> Structure:
     """The blocks, repeats and stages of `net`."""
     stacks = stacks or stack_layers(net)
+    if not stacks.stacks:          # a net of inputs only: nothing to group
+        return Structure((), (), ())
     order = {node: index for index, node in enumerate([*stacks.inputs, *stacks.stacks])}   # execution order
     flow = _with_terminals(stacks.graph)
     dominator = nx.immediate_dominators(flow, _SOURCE)
