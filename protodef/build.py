@@ -59,7 +59,7 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
     if unused:
         raise GraphError("--input-shape names a blob that is not an input of this net", found=", ".join(unused),
                          expected=", ".join(i.value.blob for i in net.inputs) or "no inputs", where=path)
-    training = [layer for layer in net if layer.spec.training_only]
+    training = [layer for _, layer in net.graph.nodes(data="layer") if layer.spec.training_only]
     if training:
         net.notes.append("training-only layers in this view (dropped before lowering): "
                          + ", ".join(f"{layer.name} ({layer.type})" for layer in training))
