@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import ProtodefError, ShapeError, WeightsError
 from .ir import Layer, Net
+from .layers.common import MAX_BLOB_COUNT
 from .layers.registry import Shape
 
 
@@ -31,6 +33,7 @@ def attach_weights(net: Net, model: Any, *, path: str = "", allow_missing: bool 
     needed = {layer.name for layer in out.layers() if expected_weight_shapes(out, layer)}
     given: dict[str, list[np.ndarray]] = {}
     unused = []
+    copies: dict[str, int] = {}
     for source in model.layers:
         if not source.blobs:
             continue
@@ -39,11 +42,18 @@ def attach_weights(net: Net, model: Any, *, path: str = "", allow_missing: bool 
             unused.append(f"{source.name} ({source.type})")
             continue
         given[target.name] = _checked_blobs(out, target, source, path)
+        copies[source.name] = copies.get(source.name, 0) + 1
     if unused:
         _warn(out, f"{path}: the caffemodel has weights for {len(unused)} layer(s) the net does not have: "
                    + ", ".join(unused))
-    repeated = sorted({layer.caffe_name for layer in out.layers() if layer.name != targets[layer.caffe_name].name
-                       and layer.name in needed})
+    twice = [f"{name} ({count} times)" for name, count in copies.items() if count > 1]
+    if twice:
+        _warn(out, f"{path}: the caffemodel has weights for the same layer name more than once: "
+                   + ", ".join(twice) + "; as in Caffe, the last of each are used")
+    # Layers whose name a later layer repeats never receive weights; they keep their fillers, as in Caffe.
+    shadowed = {layer.name for layer in out.layers() if layer.name != targets[layer.caffe_name].name
+                and layer.name in needed}
+    repeated = sorted({out.layer(name).caffe_name for name in shadowed})
     if repeated:
         _warn(out, "layer names used more than once: " + ", ".join(repeated) + "; as in Caffe, the caffemodel's "
               "weights go to the last layer of each name and the others keep their fillers")
@@ -52,6 +62,9 @@ def attach_weights(net: Net, model: Any, *, path: str = "", allow_missing: bool 
         _warn_non_finite(out, layer, blobs, path)
         out.replace(layer, layer.replace(weights=tuple(blobs)))
     _share_params(out)
+    keep_fillers = {name for name in shadowed if not out.layer(name).weights}
+    if keep_fillers:
+        out = fill_weights(out, seed=seed, only=keep_fillers)
     missing = [out.layer(n) for n in needed if not out.layer(n).weights]
     if missing:
         listed = ", ".join(f"{layer.name} ({layer.type})" for layer in _in_order(out, missing))
@@ -123,13 +136,11 @@ def fill_weights(net: Net, *, seed: int = 0, only: Iterable[str] | None = None) 
     out = net.copy()
     rng = np.random.default_rng(seed)
     wanted = set(only) if only is not None else None
-    for layer in out.layers():
-        expected = expected_weight_shapes(out, layer)
-        if not expected or (wanted is not None and layer.name not in wanted):
-            continue
+    for layer, expected in _planned(out, wanted):
         fillers = list(getattr(layer.params, "weight_fillers", lambda: [])()) + [None] * len(expected)
-        blobs = tuple(_zeros(shape) if filler is None else fill(filler, shape, rng).astype(np.float32)
-                      for filler, shape in zip(fillers, expected))
+        with _located(layer):
+            blobs = tuple(_zeros(shape) if filler is None else fill(filler, shape, rng).astype(np.float32)
+                          for filler, shape in zip(fillers, expected))
         out.replace(layer, layer.replace(weights=blobs))
     _share_params(out)
     return out
@@ -140,13 +151,66 @@ def random_weights(net: Net, *, seed: int = 0, scale: float = 0.5) -> Net:
     variances positive and its scale factor 1, so every path through the net carries signal."""
     out = net.copy()
     rng = np.random.default_rng(seed)
-    for layer in out.layers():
-        expected = expected_weight_shapes(out, layer)
-        if not expected:
-            continue
-        blobs = [_random_blob(layer, index, shape, rng, scale) for index, shape in enumerate(expected)]
+    for layer, expected in _planned(out, None):
+        with _located(layer):
+            blobs = [_random_blob(layer, index, shape, rng, scale) for index, shape in enumerate(expected)]
         out.replace(layer, layer.replace(weights=tuple(blobs)))
     return out
+
+
+
+
+def _planned(net: Net, wanted: set[str] | None) -> list[tuple[Layer, list[Shape]]]:
+    """The layers to initialise and their blob shapes, checked before anything is allocated: a hostile or
+    mistyped prototxt (num_output: 2000000000) must fail with a message, not exhaust the memory."""
+    plan, total = [], 0
+    for layer in net.layers():
+        if wanted is not None and layer.name not in wanted:
+            continue
+        with _located(layer):
+            expected = expected_weight_shapes(net, layer)
+        for index, shape in enumerate(expected):
+            size = math.prod(shape)
+            if any(d < 0 for d in shape) or size > MAX_BLOB_COUNT:
+                raise ShapeError(f"weight blob {index} would have {size} elements", where=layer.where, layer=layer,
+                                 expected=f"0 to {MAX_BLOB_COUNT} (Caffe's limit for one blob)", found=shape)
+            total += size
+        if expected:
+            plan.append((layer, expected))
+    available = _memory_bytes()
+    if total * 4 > available:
+        raise WeightsError(f"initialising the weights would take {_gib(total * 4)} of memory, more than the "
+                           f"{_gib(available)} this machine has", where=net.source or None)
+    return plan
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):   # not POSIX: let the allocation decide
+        return 1 << 62
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB"
+
+
+class _located:
+    """Give an error raised while handling `layer` the layer's name and place; a failed allocation too."""
+
+    def __init__(self, layer: Layer):
+        self.layer = layer
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if isinstance(error, ProtodefError):
+            error.at(self.layer.where, self.layer)
+        elif isinstance(error, MemoryError):
+            raise WeightsError("not enough memory to initialise the weights", where=self.layer.where,
+                               layer=self.layer) from None
+        return False
 
 
 def _random_blob(layer: Layer, index: int, shape: Shape, rng: np.random.Generator, scale: float) -> np.ndarray:

@@ -131,8 +131,8 @@ def _plain_value(tokens: list, start: int, end: int, where) -> Any:
         return None
     if items[0][0] != "open":
         if items[0][1] == "[":
-            return [_scalar(t) for t in items[1:] if t[1] not in ",]"]
-        return _scalar(items[0]) if len(items) == 1 else "".join(_scalar(t) for t in items)
+            return [_scalar(t, where) for t in items[1:] if t[1] not in ",]"]
+        return _scalar(items[0], where) if len(items) == 1 else "".join(_scalar(t, where) for t in items)
     stack: list[dict] = [{}]
     pending: str | None = None
     for kind, value, offset in items[1:-1]:
@@ -148,7 +148,7 @@ def _plain_value(tokens: list, start: int, end: int, where) -> Any:
         elif value in (":", ",", ";", "[", "]"):
             continue
         elif pending is not None:
-            _put(stack[-1], pending, _scalar((kind, value, offset)))
+            _put(stack[-1], pending, _scalar((kind, value, offset), where))
             pending = None
     return stack[0]
 
@@ -161,11 +161,17 @@ def _put(mapping: dict, key: str, value: Any) -> None:
         mapping[key] = value
 
 
-def _scalar(token: tuple) -> Any:
-    kind, value, _ = token
+def _scalar(token: tuple, where=None) -> Any:
+    kind, value, offset = token
     if kind == "string":
         body = value[1:-1]
-        return bytes(body, "utf-8").decode("unicode_escape") if "\\" in body else body
+        if "\\" not in body:
+            return body
+        try:
+            return bytes(body, "utf-8").decode("unicode_escape")
+        except UnicodeDecodeError:
+            raise ParseError("a string has a broken escape sequence", where=where(offset) if where else None,
+                             found=value[:40]) from None
     if value in ("true", "True"):
         return True
     if value in ("false", "False"):

@@ -23,13 +23,26 @@ class SourceMap:
     layer_locations: list[Location] = field(default_factory=list)
     layers_locations: list[Location] = field(default_factory=list)   # V1/V0 `layers {` blocks
     unknown_fields: list = field(default_factory=list)   # forkfields.UnknownField, for `layer` blocks
+    _unknown_index: tuple = field(default=(None, 0, {}), repr=False, compare=False)
 
     def unknown_in_layer(self, index: int) -> list:
-        return [f for f in self.unknown_fields if f.layer_index == index]
+        # Indexed once: build asks for every layer, and a scan per layer is quadratic in hostile files.
+        key, size, by_layer = self._unknown_index
+        if key is not self.unknown_fields or size != len(self.unknown_fields):
+            by_layer = {}
+            for f in self.unknown_fields:
+                by_layer.setdefault(f.layer_index, []).append(f)
+            self._unknown_index = (self.unknown_fields, len(self.unknown_fields), by_layer)
+        return list(by_layer.get(index, ()))
 
     def layer(self, index: int, legacy: bool = False) -> Location:
         found = self.layers_locations if legacy else self.layer_locations
         return found[index] if index < len(found) else Location(self.path)
+
+
+# The largest real net definitions are well under 1 MB; protobuf's text parser is pure Python (about 1 s and
+# 100 MB of memory per MB of text), so a bigger file is refused before it is parsed.
+MAX_PROTOTXT_BYTES = 8 << 20
 
 
 def read_prototxt(path: str | os.PathLike, *, proto_module=None):
@@ -37,16 +50,27 @@ def read_prototxt(path: str | os.PathLike, *, proto_module=None):
     path = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_PROTOTXT_BYTES + 1)   # bounded: the path may be a device or a pipe
+            size = os.fstat(handle.fileno()).st_size
     except OSError as exc:
         raise ParseError(f"cannot read the file: {exc.strerror}", where=path) from exc
+    if len(raw) > MAX_PROTOTXT_BYTES:
+        raise _too_large(path, size if size > MAX_PROTOTXT_BYTES else None)
     return parse_prototxt(raw, path=path, proto_module=proto_module)
+
+
+def _too_large(path: str, size: int | None) -> ParseError:
+    return ParseError("the file is too large for a net definition", where=path,
+                      expected=f"at most {MAX_PROTOTXT_BYTES} bytes",
+                      found=f"{size} bytes" if size is not None else "more (it does not end)")
 
 
 def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None):
     """Parse prototxt text (str or bytes); returns (NetParameter, SourceMap)."""
     if proto_module is None:
         from caffe_proto import caffe_pb2 as proto_module
+    if len(text) > MAX_PROTOTXT_BYTES:
+        raise _too_large(path, len(text))
     if isinstance(text, bytes):
         if b"\0" in text[:4096]:
             raise ParseError("this is a binary file, not prototxt text (a .caffemodel goes to --weights)",
@@ -122,9 +146,31 @@ def _located_error(exc: text_format.ParseError, path: str):
     if match:
         message = message[match.end():]
         line, column = int(match.group(1)), int(match.group(2))
-    message = message.rstrip(".")
+    message = _clip_quoted_line(message.rstrip("."), column)
     where = Location(path, line, column) if line else Location(path)
     schema_problem = "has no field named" in message or "has no value named" in message \
         or "has no value with number" in message
     kind = SchemaError if schema_problem else ParseError
     return kind(message.replace('"caffe.', '"'), where=where)
+
+
+_QUOTED_LINE = re.compile(r"^'(.*)': ", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_CONTEXT = 40
+
+
+def _clip_quoted_line(message: str, column: int | None) -> str:
+    """protobuf quotes the whole offending line; keep the error one short line even for a file that is one
+    huge line, or whose 'lines' hold carriage returns and other separators."""
+    match = _QUOTED_LINE.match(message)
+    if match:
+        quoted = match.group(1)
+        if len(quoted) > 2 * _CONTEXT:
+            at = max(0, (column or 1) - 1)
+            start = max(0, min(at - _CONTEXT, len(quoted) - 2 * _CONTEXT))
+            quoted = ("..." if start else "") + quoted[start:start + 2 * _CONTEXT] + \
+                ("..." if start + 2 * _CONTEXT < len(quoted) else "")
+        message = f"'{quoted}': {message[match.end():]}"
+    if len(message) > 400:
+        message = message[:400] + "..."
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)

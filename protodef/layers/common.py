@@ -8,6 +8,10 @@ from ..errors import SchemaError, ShapeError
 from .registry import Shape
 
 
+# Caffe's Blob::Reshape refuses a blob of more than INT_MAX elements ("blob size exceeds INT_MAX").
+MAX_BLOB_COUNT = 2**31 - 1
+
+
 def param_message(lp: Any, field_name: str) -> Any:
     """The layer's `*_param` message (its defaults when the prototxt does not set it)."""
     return getattr(lp, field_name)

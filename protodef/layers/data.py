@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SchemaError
-from .common import blob_shape
+from ..errors import SchemaError, ShapeError
+from .common import MAX_BLOB_COUNT, blob_shape, count
 from .registry import Shape, layer
 
 MaybeShape = "Shape | None"
@@ -27,6 +27,13 @@ class DataSource:
 
 
 def _per_top(lp: Any, shapes: list[Shape], what: str) -> tuple[Shape, ...]:
+    for shape in shapes:
+        # Caffe would stop on a negative size; a zero one gives an empty blob no later layer can use.
+        if any(d <= 0 for d in shape):
+            raise ShapeError(f"{what} declares a size that is zero or negative", expected="all > 0", found=shape)
+        if count(shape) > MAX_BLOB_COUNT:
+            raise ShapeError(f"{what} declares a blob larger than Caffe allows",
+                             expected=f"at most {MAX_BLOB_COUNT} elements", found=shape)
     tops = len(lp.top)
     if len(shapes) == 1:
         return tuple(shapes) * tops

@@ -34,6 +34,8 @@ class Pooling:
         method = enum_name(p, "pool")
         # BVLC's round_mode (CEIL by default), or the older forks' boolean ceil_mode.
         ceil_mode = enum_name(p, "round_mode") == "CEIL" and getattr(p, "ceil_mode", True)
+        if len(lp.top) == 2 and method != "MAX":   # global pooling too
+            raise SchemaError("only MAX pooling has a second (mask) output", found=method)
         if p.global_pooling:
             # Caffe refuses a kernel with global pooling; the zoo has files that give one anyway, and
             # global pooling makes it meaningless, so it is ignored rather than refused.
@@ -50,8 +52,6 @@ class Pooling:
             raise SchemaError("pooling stride must be positive", found=stride)
         if any(pp >= k for pp, k in zip(pad, kernel)):
             raise SchemaError("pooling pad must be smaller than the kernel", expected=f"< {kernel}", found=pad)
-        if len(lp.top) == 2 and method != "MAX":
-            raise SchemaError("only MAX pooling has a second (mask) output", found=method)
         return cls(method, kernel, stride, pad, False, ceil_mode, len(lp.top) == 2)
 
     def infer(self, x: Shape) -> Shape | list[Shape]:

@@ -1,0 +1,1 @@
+"""Backends: lower a protodef Net to other formats (ONNX, PyTorch, graphviz drawings)."""

@@ -1,0 +1,29 @@
+"""ONNX backend: `to_onnx(net) -> onnx.ModelProto`, `save_onnx(net, path)`. Never imports torch."""
+from __future__ import annotations
+
+import os
+
+import onnx
+
+from protodef.ir import Net
+
+from .lower import MIN_OPSET, default_opset, lower_onnx, lower_onnx_bytes
+from .registry import OnnxContext, onnx_converter
+
+
+def to_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = False, fold: bool = True
+            ) -> onnx.ModelProto:
+    """The net as a checked ONNX model. `opset` defaults to the newest the installed onnxruntime runs (13 or
+    more); `dynamic_batch` makes dim 0 of every tensor the symbol "batch"; `fold` folds BatchNorm/Scale into
+    the layers before them. Raises UnsupportedError naming every layer that has no ONNX lowering."""
+    return lower_onnx(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold)
+
+
+def save_onnx(net: Net, path: str | os.PathLike, *, opset: int | None = None, dynamic_batch: bool = False,
+              fold: bool = True) -> None:
+    """Convert, check and write `path` atomically; nothing is written when the conversion fails."""
+    from protodef.write import atomic_write
+    atomic_write(path, lower_onnx_bytes(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold))
+
+
+__all__ = ["to_onnx", "save_onnx", "default_opset", "MIN_OPSET", "onnx_converter", "OnnxContext"]

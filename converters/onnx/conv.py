@@ -1,0 +1,50 @@
+"""Convolution family: Convolution, Deconvolution and the forks' depthwise types."""
+from __future__ import annotations
+
+import onnx
+
+from protodef.errors import UnsupportedError
+from protodef.ir import Layer
+from protodef.layers.conv import Convolution
+
+from .registry import OnnxContext, onnx_converter
+
+
+def channel_axis_one(layer: Layer, p: Convolution) -> None:
+    """ONNX Conv reads channels on axis 1; Caffe's `axis` could put them elsewhere."""
+    if p.axis != 1:
+        raise UnsupportedError("ONNX convolutions read channels on axis 1", layer=layer, where=layer.where,
+                               expected="convolution_param.axis 1", found=p.axis)
+
+
+def conv_inputs(layer: Layer, ctx: OnnxContext) -> list[str]:
+    p: Convolution = layer.params
+    inputs = [ctx.value(layer.inputs[0]), ctx.initializer(layer, "weight")]
+    if p.bias_term:
+        inputs.append(ctx.initializer(layer, "bias"))
+    return inputs
+
+
+@onnx_converter("Convolution")
+def convolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    p: Convolution = layer.params
+    channel_axis_one(layer, p)
+    return [ctx.node("Conv", conv_inputs(layer, ctx), [ctx.value(layer.outputs[0])], layer,
+                     kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
+                     dilations=list(p.dilation), group=p.group)]
+
+
+# The depthwise forks' params already carry group = channels.
+onnx_converter("ConvolutionDepthwise")(convolution)
+onnx_converter("DepthwiseConvolution")(convolution)
+
+
+@onnx_converter("Deconvolution")
+def deconvolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe's output size s*(i-1) + d*(k-1) + 1 - 2p is ConvTranspose's with symmetric pads and no
+    output_padding; Caffe's weight (C_in, num_output/group, *kernel) is ConvTranspose's layout."""
+    p: Convolution = layer.params
+    channel_axis_one(layer, p)
+    return [ctx.node("ConvTranspose", conv_inputs(layer, ctx), [ctx.value(layer.outputs[0])], layer,
+                     kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
+                     dilations=list(p.dilation), group=p.group)]

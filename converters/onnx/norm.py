@@ -1,0 +1,136 @@
+"""Normalisation family: BatchNorm, Scale, Bias, LRN and protodef's ChannelAffine."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from protodef.ir import Layer
+from protodef.layers.norm import LRN, BatchNorm, Scale
+from protodef.layers.registry import Shape
+
+from .registry import OnnxContext, onnx_converter
+
+
+def per_channel(array: np.ndarray, rank: int) -> np.ndarray:
+    """A (C,) array shaped (C, 1, ..., 1) to broadcast along axis 1 of a rank-`rank` tensor."""
+    return np.asarray(array, np.float32).reshape((-1,) + (1,) * (rank - 2))
+
+
+@onnx_converter("BatchNorm")
+def batch_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    p: BatchNorm = layer.params
+    if not p.use_global_stats:
+        return batch_statistics_norm(layer, ctx)
+    # Caffe batch_norm_layer.cpp: the stored sums are divided by the scale factor s (s == 0 means 0).
+    mean, variance, factor = (np.asarray(w, np.float64) for w in layer.weights)
+    s = float(factor.reshape(-1)[0])
+    s = 0.0 if s == 0 else 1.0 / s
+    channels = mean.size
+    inputs = [ctx.value(layer.inputs[0]), ctx.initializer(layer, "gamma", np.ones(channels)),
+              ctx.initializer(layer, "beta", np.zeros(channels)), ctx.initializer(layer, "mean", mean * s),
+              ctx.initializer(layer, "variance", variance * s)]
+    return [ctx.node("BatchNormalization", inputs, [ctx.value(layer.outputs[0])], layer, epsilon=float(p.eps))]
+
+
+def batch_statistics_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """use_global_stats false: each batch's own mean and (biased) variance over every axis but 1, as Caffe
+    computes them: var = E[(x - E[x])^2], y = (x - E[x]) / sqrt(var + eps)."""
+    p: BatchNorm = layer.params
+    rank = len(ctx.input_shape(layer))
+    axes = [0, *range(2, rank)]
+    source = ctx.value(layer.inputs[0])
+    nodes, mean = ctx.reduce("ReduceMean", layer, "mean", source, axes)
+    centered, squares, root = (ctx.tensor(layer, what) for what in ("centered", "squares", "std"))
+    nodes.append(ctx.node("Sub", [source, mean], [centered], layer, "centered"))
+    nodes.append(ctx.node("Mul", [centered, centered], [squares], layer, "squares"))
+    more, variance = ctx.reduce("ReduceMean", layer, "variance", squares, axes)
+    nodes += more
+    shifted = ctx.tensor(layer, "variance_eps")
+    nodes.append(ctx.node("Add", [variance, ctx.scalar(layer, "eps", p.eps)], [shifted], layer, "variance_eps"))
+    nodes.append(ctx.node("Sqrt", [shifted], [root], layer, "std"))
+    nodes.append(ctx.node("Div", [centered, root], [ctx.value(layer.outputs[0])], layer))
+    return nodes
+
+
+def broadcast_shape(p: Scale, rank: int) -> Shape:
+    """Scale/Bias parameters cover axes [axis, axis + n); trailing 1s make them broadcast from the right."""
+    return (*p.param_shape, *(1,) * (rank - p.axis - len(p.param_shape)))
+
+
+def scale_operand(layer: Layer, ctx: OnnxContext, what: str, index: int | None) -> tuple[list, str]:
+    """The broadcastable scale (or bias): weight blob `index`, or the layer's second input when None."""
+    p: Scale = layer.params
+    rank = len(ctx.input_shape(layer))
+    shape = broadcast_shape(p, rank)
+    if index is not None:
+        if p.param_shape:   # a learned blob sized by axis 0 fixes the batch
+            ctx.require_batch_axis_kept(layer, p.axis, f"{layer.type}'s learned parameter")
+        return [], ctx.initializer(layer, what, np.asarray(layer.weights[index]).reshape(shape))
+    second = ctx.value(layer.inputs[1])
+    if len(shape) == len(p.param_shape):
+        return [], second
+    return ctx.reshape(layer, f"{what}_broadcast", second, shape)
+
+
+@onnx_converter("Scale")
+def scale(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe scale_layer.cpp: y = x * scale (+ bias), scale a blob or the second input."""
+    p: Scale = layer.params
+    nodes, factor = scale_operand(layer, ctx, "scale", None if p.two_inputs else 0)
+    output = ctx.value(layer.outputs[0])
+    product = ctx.tensor(layer, "scaled") if p.bias_term else output
+    nodes.append(ctx.node("Mul", [ctx.value(layer.inputs[0]), factor], [product], layer))
+    if p.bias_term:
+        more, bias = scale_operand(layer, ctx, "bias", len(layer.weights) - 1)
+        nodes += more + [ctx.node("Add", [product, bias], [output], layer, "bias")]
+    return nodes
+
+
+@onnx_converter("Bias")
+def bias(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe bias_layer.cpp: y = x + bias, bias a blob or the second input."""
+    nodes, term = scale_operand(layer, ctx, "bias", None if layer.params.two_inputs else 0)
+    nodes.append(ctx.node("Add", [ctx.value(layer.inputs[0]), term], [ctx.value(layer.outputs[0])], layer))
+    return nodes
+
+
+@onnx_converter("ChannelAffine")
+def channel_affine(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """y = x * scale[c] + shift[c] along axis 1 (what folding makes of BatchNorm and Scale)."""
+    rank = len(ctx.input_shape(layer))
+    factor = ctx.initializer(layer, "scale", per_channel(layer.weights[0], rank))
+    shift = ctx.initializer(layer, "shift", per_channel(layer.weights[1], rank))
+    scaled = ctx.tensor(layer, "scaled")
+    return [ctx.node("Mul", [ctx.value(layer.inputs[0]), factor], [scaled], layer),
+            ctx.node("Add", [scaled, shift], [ctx.value(layer.outputs[0])], layer, "shift")]
+
+
+@onnx_converter("LRN")
+def lrn(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    p: LRN = layer.params
+    if p.region == "WITHIN_CHANNEL":
+        return lrn_within_channel(layer, ctx)
+    # ONNX LRN: x / (bias + alpha/size * sum of squares over [c - (size-1)/2, c + (size-1)/2])^beta, which is
+    # Caffe's ACROSS_CHANNELS term for its odd local_size, with k as bias.
+    return [ctx.node("LRN", [ctx.value(layer.inputs[0])], [ctx.value(layer.outputs[0])], layer,
+                     size=p.local_size, alpha=float(p.alpha), beta=float(p.beta), bias=float(p.k))]
+
+
+def lrn_within_channel(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe lrn_layer.cpp builds WITHIN_CHANNEL from layers: square, AVE pool (local_size, stride 1, pad
+    (local_size-1)/2, so every window's divisor is local_size^2), Power(power=-beta, scale=alpha, shift=1)
+    (k is not used), then the product with x."""
+    p: LRN = layer.params
+    source = ctx.value(layer.inputs[0])
+    half = (p.local_size - 1) // 2
+    squares, mean, scaled, base, factor = (ctx.tensor(layer, what) for what in
+                                           ("squares", "mean", "scaled", "base", "factor"))
+    return [
+        ctx.node("Mul", [source, source], [squares], layer, "squares"),
+        ctx.node("AveragePool", [squares], [mean], layer, "mean", kernel_shape=[p.local_size] * 2,
+                 strides=[1, 1], pads=[half] * 4, count_include_pad=1),
+        ctx.node("Mul", [mean, ctx.scalar(layer, "alpha", p.alpha)], [scaled], layer, "alpha"),
+        ctx.node("Add", [scaled, ctx.scalar(layer, "one", 1.0)], [base], layer, "shift"),
+        ctx.node("Pow", [base, ctx.scalar(layer, "minus_beta", -p.beta)], [factor], layer, "power"),
+        ctx.node("Mul", [source, factor], [ctx.value(layer.outputs[0])], layer),
+    ]

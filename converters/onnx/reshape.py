@@ -1,0 +1,64 @@
+"""Reshape family: Split, Slice, Flatten, Reshape and Crop (data moved, cut or copied, never computed)."""
+from __future__ import annotations
+
+import onnx
+
+from protodef.ir import Layer
+from protodef.layers.reshape import Crop, Flatten, Reshape, Slice
+
+from .registry import OnnxContext, onnx_converter
+
+
+@onnx_converter("Split")
+def split(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Copies of the input, one per output (passes remove most Splits; an unread copy is a net output)."""
+    source = ctx.value(layer.inputs[0])
+    return [ctx.node("Identity", [source], [ctx.value(v)], layer, None if index == 0 else f"copy{index}")
+            for index, v in enumerate(layer.outputs)]
+
+
+@onnx_converter("Slice")
+def slice_layer(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe slice_layer.cpp: consecutive pieces along `axis` between the slice points."""
+    p: Slice = layer.params
+    ctx.require_batch_axis_kept(layer, p.axis, "Slice")
+    sizes = [b - a for a, b in zip(p.points, p.points[1:])]
+    return ctx.split(layer, ctx.value(layer.inputs[0]), [ctx.value(v) for v in layer.outputs], p.axis, sizes)
+
+
+@onnx_converter("Flatten")
+def flatten(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe merges axes axis..end_axis and keeps the others; ONNX Flatten always makes a matrix, which is the
+    same only for axis 1 through the last axis. Otherwise a Reshape to the IR's shape."""
+    p: Flatten = layer.params
+    ctx.require_batch_axis_kept(layer, p.axis, "Flatten")
+    source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
+    if p.axis == 1 and p.end_axis == len(ctx.input_shape(layer)) - 1:
+        return [ctx.node("Flatten", [source], [output], layer, axis=1)]
+    nodes, _ = ctx.reshape(layer, "reshape", source, ctx.output_shape(layer), output)
+    return nodes
+
+
+@onnx_converter("Reshape")
+def reshape(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """A Reshape to the IR's output shape (Caffe's 0 and -1 dims are already resolved in it)."""
+    p: Reshape = layer.params
+    if p.axis == 0 and p.num_axes > 0 and (not p.dims or p.dims[0] != 0):
+        ctx.require_batch_axis_kept(layer, 0, "Reshape")
+    nodes, _ = ctx.reshape(layer, "reshape", ctx.value(layer.inputs[0]), ctx.output_shape(layer),
+                           ctx.value(layer.outputs[0]))
+    return nodes
+
+
+@onnx_converter("Crop")
+def crop(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Caffe crop_layer.cpp: input 0 cut to input 1's size on the axes from `axis` on, at `offsets`."""
+    p: Crop = layer.params
+    ctx.require_batch_axis_kept(layer, p.axis, "Crop")
+    y = ctx.output_shape(layer)
+    axes = list(range(p.axis, len(y)))
+    starts = list(p.offsets)
+    ends = [start + y[axis] for start, axis in zip(starts, axes)]
+    inputs = [ctx.value(layer.inputs[0]), ctx.ints(layer, "starts", starts), ctx.ints(layer, "ends", ends),
+              ctx.ints(layer, "axes", axes)]
+    return [ctx.node("Slice", inputs, [ctx.value(layer.outputs[0])], layer)]

@@ -1,0 +1,91 @@
+"""Element-wise family: activations as torch modules where one computes Caffe's function, ours elsewhere."""
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import nn
+
+from protodef.ir import Layer
+
+from . import modules
+from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
+
+
+@torch_converter("ReLU")
+def relu(layer: Layer, ctx: TorchContext) -> nn.Module:
+    """Caffe: max(x, 0) + negative_slope * min(x, 0), which is LeakyReLU's x if x > 0 else slope * x. In place
+    where nothing else reads the input (as torchvision does; it saves a tensor's worth of memory traffic)."""
+    slope = layer.params.negative_slope
+    inplace = ctx.owns_input(layer)
+    if slope == 0:
+        return ctx.module(nn.ReLU, inplace=inplace)
+    return ctx.module(nn.LeakyReLU, negative_slope=slope, inplace=inplace)
+
+
+@torch_converter("PReLU")
+def prelu(layer: Layer, ctx: TorchContext) -> nn.Module:
+    """One slope per channel (axis 1), or one for all when channel_shared (Caffe stores that one as a scalar)."""
+    p = layer.params
+    count = 1 if p.channel_shared else p.channels
+    module = ctx.module(nn.PReLU, num_parameters=count)
+    (slopes,) = blobs(layer, 1)
+    return with_weights(module, layer, weight=slopes.reshape(count) if p.channel_shared else slopes)
+
+
+@torch_converter("ELU")
+def elu(layer: Layer, ctx: TorchContext) -> nn.Module:
+    return ctx.module(nn.ELU, alpha=layer.params.alpha)
+
+
+@torch_converter("Sigmoid")
+def sigmoid(layer: Layer, ctx: TorchContext) -> nn.Module:
+    return ctx.module(nn.Sigmoid)
+
+
+@torch_converter("TanH")
+def tanh(layer: Layer, ctx: TorchContext) -> nn.Module:
+    return ctx.module(nn.Tanh)
+
+
+@torch_converter("AbsVal")
+def absval(layer: Layer, ctx: TorchContext) -> Step:
+    return Step(torch.abs)
+
+
+@torch_converter("BNLL")
+def bnll(layer: Layer, ctx: TorchContext) -> nn.Module:
+    """Caffe bnll_layer.cpp: x + log(1 + exp(-x)) for x > 0, else log(1 + exp(x)); that is softplus, and
+    Softplus's linear branch above 20 differs from it by under exp(-20), below float32's resolution there."""
+    return ctx.module(nn.Softplus, beta=1.0, threshold=20.0)
+
+
+@torch_converter("Power")
+def power(layer: Layer, ctx: TorchContext) -> nn.Module:
+    p = layer.params
+    return ctx.module(modules.Power, p.power, p.scale, p.shift)
+
+
+@torch_converter("Exp")
+def exp(layer: Layer, ctx: TorchContext) -> nn.Module:
+    p = layer.params
+    return ctx.module(modules.Exp, p.log_base, p.scale, p.shift)
+
+
+@torch_converter("Log")
+def log(layer: Layer, ctx: TorchContext) -> nn.Module:
+    p = layer.params
+    return ctx.module(modules.Log, p.log_base, p.scale, p.shift)
+
+
+@torch_converter("Threshold")
+def threshold(layer: Layer, ctx: TorchContext) -> nn.Module:
+    return ctx.module(modules.Threshold, layer.params.threshold)
+
+
+@torch_converter("Dropout")
+def dropout(layer: Layer, ctx: TorchContext) -> Lowered:
+    """The identity at test time, or a constant scale when trained with scale_train false (passes normally
+    remove Dropout before lowering; this keeps a raw net convertible)."""
+    scale = layer.params.test_scale
+    return None if scale == 1.0 else Step(operator.mul, (scale,))

@@ -1,0 +1,62 @@
+"""Pooling family: nn.MaxPool2d / nn.AvgPool2d where they equal Caffe's pooling, our modules where not.
+
+torch's pooling equals Caffe's (pooling_layer.cpp) whenever torch accepts the parameters and gives the same
+output size: both clip the last window to the input (MAX) or divide by the window clipped to the padded
+input (AVE with count_include_pad). They part in two places: torch refuses padding over half the kernel, and
+torch drops a last window that starts in the padding even when there is none, where Caffe keeps a window that
+starts past the input (only with stride > kernel) and fills it with -FLT_MAX or divides by a size <= 0.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from protodef.errors import UnsupportedError
+from protodef.ir import Layer
+
+from . import modules
+from .registry import TorchContext, torch_converter
+
+
+@torch_converter("Pooling")
+def pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
+    p = layer.params
+    x = ctx.input_shape(layer)
+    out = p.output_shape(x)
+    if p.method == "STOCHASTIC":
+        return ctx.module(modules.StochasticPool2d, list(p.kernel), list(p.stride), list(x[2:]), list(out[2:]))
+    if p.is_global and not p.with_mask:
+        # Shape-flexible and the same arithmetic: the max, or the sum over H * W divided by H * W.
+        return ctx.module(nn.AdaptiveMaxPool2d if p.method == "MAX" else nn.AdaptiveAvgPool2d, 1)
+    fits = torch_pooled_size(p, x) == tuple(out[2:])
+    if p.with_mask:
+        if not fits:
+            raise UnsupportedError("MAX pooling with a mask output and these parameters has no PyTorch equivalent "
+                                   "(torch's pooling gives another size or refuses the padding)", layer=layer,
+                                   where=layer.where, expected=out[2:], found=torch_pooled_size(p, x))
+        return ctx.module(modules.MaxPool2dWithMask, list(p.kernel), list(p.stride), list(p.pad), p.ceil_mode)
+    if fits and p.method == "MAX":
+        return ctx.module(nn.MaxPool2d, kernel_size=p.kernel, stride=p.stride, padding=p.pad, ceil_mode=p.ceil_mode)
+    if fits:
+        return ctx.module(nn.AvgPool2d, kernel_size=p.kernel, stride=p.stride, padding=p.pad, ceil_mode=p.ceil_mode,
+                          count_include_pad=True)
+    for size, o, s, pad in zip(x[2:], out[2:], p.stride, p.pad):
+        if (o - 1) * s - pad >= size:
+            raise UnsupportedError("Caffe's last pooling window starts past the input here (stride larger than "
+                                   "the kernel and no padding), where Caffe's own output is -FLT_MAX or a "
+                                   "division by a window size <= 0", layer=layer, where=layer.where,
+                                   expected="windows that start inside the input", found=f"window at {o - 1}")
+    cls = modules.CaffeMaxPool2d if p.method == "MAX" else modules.CaffeAvgPool2d
+    return ctx.module(cls, list(p.kernel), list(p.stride), list(p.pad), list(x[2:]), list(out[2:]))
+
+
+def torch_pooled_size(p, x: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The output size torch's pooling gives for these parameters (None where torch refuses them), asked of
+    torch itself on a meta tensor so that it is torch's rule whatever the version."""
+    pool = F.max_pool2d if p.method == "MAX" else F.avg_pool2d
+    try:
+        y = pool(torch.empty(x, device="meta"), p.kernel, p.stride, p.pad, ceil_mode=p.ceil_mode)
+    except (RuntimeError, ValueError):
+        return None
+    return tuple(y.shape[2:])

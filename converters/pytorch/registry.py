@@ -1,0 +1,221 @@
+"""The PyTorch converter table, what a converter may return, and the context it builds modules with.
+
+A converter is `(layer, ctx) -> Lowered`: it returns what computes its layer and never touches the graph;
+`lower.py` registers modules under the layer's name and adds the graph nodes. What it may return:
+
+- an `nn.Module`, called with the layer's inputs (a tuple result gives one output per top);
+- a `Step` (a torch function, a tensor method, an operator, or a module taking its inputs as one list), or
+  a list of Steps and at most one module, applied in order: the first gets the layer's inputs, each later
+  one the previous result;
+- `None`: the layer is the identity (every output is input 0: Split, a test-time Dropout).
+
+Modules are made with `ctx.module(cls, *args, **kwargs)`, which records the constructor call so that
+`save_pytorch(form="source")` can write it out, and get their weights with `with_weights`, which checks every
+shape and names the layer when one does not fit.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from protodef.errors import UnsupportedError, WeightsError
+from protodef.ir import Layer, Net, Value
+from protodef.layers.registry import Shape
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call in a layer's computation: `target(inputs..., *args, **kwargs)`.
+
+    `target` is a function (torch.flatten, operator.add), the name of a tensor method ("reshape"), or a module.
+    `packed` passes the inputs as one list (torch.cat); `pairwise` folds a binary function over them
+    left to right ((a + b) + c, as Caffe accumulates).
+    """
+
+    target: Union[Callable, str, nn.Module]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    packed: bool = False
+    pairwise: bool = False
+
+
+Lowered = Union[nn.Module, Step, list, None]
+Converter = Callable[[Layer, "TorchContext"], Lowered]
+
+TORCH_CONVERTERS: dict[str, Converter] = {}
+
+
+def torch_converter(type_name: str) -> Callable[[Converter], Converter]:
+    """Register the PyTorch converter of Caffe layer type `type_name` (once: a second one is an error)."""
+
+    def register(function: Converter) -> Converter:
+        if type_name in TORCH_CONVERTERS:
+            existing = TORCH_CONVERTERS[type_name]
+            raise ValueError(f"a PyTorch converter for {type_name!r} is already registered "
+                             f"({existing.__module__}.{existing.__name__})")
+        TORCH_CONVERTERS[type_name] = function
+        return function
+
+    return register
+
+
+def converter_for(layer: Layer) -> Converter | None:
+    """The converter of `layer`: a plugin's own `torch=` function first, then the built-in table."""
+    _load_families()
+    if layer.spec.plugin:
+        plugin_torch = getattr(layer.params.plugin, "torch", None)
+        return None if plugin_torch is None else _plugin_converter(plugin_torch)
+    return TORCH_CONVERTERS.get(layer.type)
+
+
+def _plugin_converter(make: Callable[[Layer], nn.Module]) -> Converter:
+    def plugin(layer: Layer, ctx: "TorchContext") -> nn.Module:
+        module = make(layer)
+        if not isinstance(module, nn.Module):
+            raise UnsupportedError("the plugin's torch= function must return an nn.Module", layer=layer,
+                                   where=layer.where, found=type(module).__name__)
+        ctx.plugin_modules.add(id(module))
+        return module
+
+    return plugin
+
+
+def _load_families() -> None:
+    from . import families  # noqa: F401  (each family module registers its converters on import)
+
+
+# Layer types whose torch result is a new tensor that their backward does not need (torchvision puts
+# ReLU(inplace=True) after the same modules); Concat is not one: with one input it is the identity.
+FRESH_OUTPUT_TYPES = {"Convolution", "Deconvolution", "ConvolutionDepthwise", "DepthwiseConvolution",
+                      "InnerProduct", "BatchNorm", "Scale", "Bias", "ChannelAffine", "Eltwise"}
+
+
+@dataclass(frozen=True)
+class Constructor:
+    """How a module was made, for writing it out as source: `cls(*args, **kwargs)`."""
+
+    cls: type
+    args: tuple
+    kwargs: dict
+
+
+class TorchContext:
+    """What a converter may ask for: shapes, modules whose construction is recorded, later layers it computes."""
+
+    def __init__(self, net: Net):
+        self.net = net
+        self.constructors: dict[int, Constructor] = {}   # id(module) -> how it was made
+        self.plugin_modules: set[int] = set()
+        self.absorbed: dict[str, str] = {}               # layer name -> the layer whose module computes it
+
+    def shape(self, value: Value) -> Shape:
+        return self.net.shape(value)
+
+    def input_shape(self, layer: Layer, index: int = 0) -> Shape:
+        return self.net.shape(layer.inputs[index])
+
+    def output_shape(self, layer: Layer, index: int = 0) -> Shape:
+        return self.net.shape(layer.outputs[index])
+
+    def module(self, cls: type, *args: Any, **kwargs: Any) -> nn.Module:
+        """`cls(*args, **kwargs)`, remembered so that the generated source makes the same module."""
+        args, kwargs = _plain(args), _plain(kwargs)
+        if cls.__module__.startswith("torch.nn"):
+            args, kwargs = _tidy_torch_arguments(cls, args, kwargs)
+        else:
+            # Our own modules' calls are written out with every argument named: CaffeAvgPool2d(kernel_size=...).
+            args, kwargs = (), dict(inspect.signature(cls).bind(*args, **kwargs).arguments)
+        module = cls(*args, **kwargs)
+        self.constructors[id(module)] = Constructor(cls, args, kwargs)
+        return module
+
+    def sole_reader(self, layer: Layer) -> Layer | None:
+        """The one layer that reads `layer`'s (one) output, if exactly one layer reads it once."""
+        if len(layer.outputs) != 1:
+            return None
+        readers = self.net.consumers(layer.outputs[0])
+        return readers[0][0] if len(readers) == 1 else None
+
+    def owns_input(self, layer: Layer, index: int = 0) -> bool:
+        """Whether `layer` may overwrite input `index` in place: it reads that value once and nothing else
+        reads it, and it is a fresh tensor made by a layer whose module keeps nothing of it for backward (not
+        a net input, not a view of another tensor)."""
+        value = layer.inputs[index]
+        producer = self.net.producer(value)
+        return (producer is not None and producer.type in FRESH_OUTPUT_TYPES
+                and len(self.net.consumers(value)) == 1)
+
+    def absorb(self, layer: Layer, into: Layer) -> None:
+        """`into`'s module also computes `layer`, the sole reader of its output: `layer` gets no module and its
+        output is `into`'s."""
+        self.absorbed[layer.name] = into.name
+
+
+def with_weights(module: nn.Module, layer: Layer, **arrays: np.ndarray) -> nn.Module:
+    """Copy arrays into the module's parameters or buffers of those names, checking every shape."""
+    with torch.no_grad():
+        for name, array in arrays.items():
+            target = getattr(module, name)
+            array = np.asarray(array, dtype=np.float32)
+            if tuple(target.shape) != array.shape:
+                raise WeightsError(f"weight '{name}' does not fit {type(module).__name__}", where=layer.where,
+                                   layer=layer, expected=tuple(target.shape), found=array.shape)
+            target.copy_(_as_tensor(array))
+    return module
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor viewing `array` for copying from; weights read from a file may be read-only, which is fine for
+    a source (torch warns about it all the same)."""
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)      # (keeps 0-d arrays 0-d only when already contiguous)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def blobs(layer: Layer, count: int) -> tuple[np.ndarray, ...]:
+    """The layer's first `count` weight blobs; an error naming the layer when it has fewer."""
+    if len(layer.weights) < count:
+        raise WeightsError("the layer has no weights to convert (read the net with a caffemodel or fillers)",
+                           where=layer.where, layer=layer, expected=f"{count} blob(s)", found=len(layer.weights))
+    return layer.weights[:count]
+
+
+def _plain(value: Any) -> Any:
+    """Python scalars and tuples, with float32 values at their shortest decimal (eps=1e-05, not
+    9.999999747378752e-06): torch computes in float32, where both are the same number."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        short = float(str(np.float32(value)))
+        return short if np.float32(short) == np.float32(value) else float(value)
+    return value
+
+
+def _tidy_torch_arguments(cls: type, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Write torch.nn constructor calls as people do: `kernel_size=3` for (3, 3), defaults left out."""
+    kwargs = {k: (v[0] if isinstance(v, tuple) and v and all(x == v[0] for x in v) else v)
+              for k, v in kwargs.items()}
+    try:
+        defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+    except (TypeError, ValueError):
+        return args, kwargs
+    return args, {k: v for k, v in kwargs.items() if not (k in defaults and _same(defaults[k], v))}
+
+
+def _same(default: Any, value: Any) -> bool:
+    return type(default) is type(value) and default == value
