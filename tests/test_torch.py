@@ -332,14 +332,9 @@ def test_layer_matches_caffe(case, fold, built):
         assert_close(actual, expected[name], f"{case.id} {name}")
 
 
-# Caffe's ArgMax puts the larger index first among equal values (argmax_layer.cpp sorts (value, index) pairs
-# with std::greater); the ONNX backend's ArgMax/TopK picks the first. Strict: passes once that is fixed.
-ONNX_TIES = pytest.mark.xfail(strict=True, reason="converters.onnx breaks ArgMax ties towards the smaller index")
-TIED_INDICES = {"argmax_top1", "argmax_top3_values", "argmax_axis1"}     # outputs with indices of tied values
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=ONNX_TIES) if c.id in TIED_INDICES else c for c in CASES],
-                         ids=lambda c: c.id)
+# The ArgMax cases have ties on purpose: Caffe puts the larger index first among equal values
+# (argmax_layer.cpp sorts (value, index) pairs with std::greater), and both backends must too.
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_layer_matches_onnxruntime(case, built):
     onnx_backend = pytest.importorskip("converters.onnx", reason="converters.onnx is not there yet")
     if not hasattr(onnx_backend, "to_onnx"):

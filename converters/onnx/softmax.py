@@ -24,15 +24,15 @@ def argmax(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     """Caffe argmax_layer.cpp: the top_k indices (as floats) along `axis`, or with out_max_val their values.
     Without an axis it searches each item's flattened values and writes (N, 1, top_k) indices, or with
     out_max_val (N, 2, top_k): the indices, then the values. Ties: Caffe's sort puts the larger index first,
-    TopK the smaller; they differ only on exactly equal values."""
+    TopK the smaller, so TopK searches the axis reversed (see top_k_larger_index_first)."""
     p: ArgMax = layer.params
     if p.axis is not None:
         return argmax_along_axis(layer, ctx)
     x, y = ctx.input_shape(layer), ctx.output_shape(layer)
     nodes, flat = ctx.reshape(layer, "flat", ctx.value(layer.inputs[0]), (x[0], math.prod(x[1:])))
-    values, indices, found = (ctx.tensor(layer, what) for what in ("values", "indices", "found"))
-    nodes.append(ctx.node("TopK", [flat, ctx.ints(layer, "k", [p.top_k])], [values, indices], layer, axis=1,
-                          largest=1, sorted=1))
+    found = ctx.tensor(layer, "found")
+    more, values, indices = top_k_larger_index_first(layer, ctx, flat, 1, math.prod(x[1:]), p.top_k)
+    nodes += more
     nodes.append(ctx.node("Cast", [indices], [found], layer, "indices_as_float", to=onnx.TensorProto.FLOAT))
     if p.out_max_val:
         both = ctx.tensor(layer, "indices_and_values")
@@ -46,10 +46,27 @@ def argmax_along_axis(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     p: ArgMax = layer.params
     ctx.require_batch_axis_kept(layer, p.axis, "ArgMax")
     output = ctx.value(layer.outputs[0])
-    values = output if p.out_max_val else ctx.tensor(layer, "values")
-    indices = ctx.tensor(layer, "indices")
-    nodes = [ctx.node("TopK", [ctx.value(layer.inputs[0]), ctx.ints(layer, "k", [p.top_k])], [values, indices],
-                      layer, axis=p.axis, largest=1, sorted=1)]
+    n = ctx.input_shape(layer)[p.axis]
+    nodes, values, indices = top_k_larger_index_first(layer, ctx, ctx.value(layer.inputs[0]), p.axis, n, p.top_k,
+                                                      values=output if p.out_max_val else None)
     if not p.out_max_val:
         nodes.append(ctx.node("Cast", [indices], [output], layer, "indices_as_float", to=onnx.TensorProto.FLOAT))
     return nodes
+
+
+def top_k_larger_index_first(layer: Layer, ctx: OnnxContext, x: str, axis: int, n: int, k: int,
+                             values: str | None = None) -> tuple[list[onnx.NodeProto], str, str]:
+    """TopK that orders equal values larger index first, as Caffe's std::greater sort of (value, index) pairs
+    does: ONNX TopK puts the smaller index first, so search the axis reversed and map i -> n - 1 - i."""
+    reversed_x, found = ctx.tensor(layer, "reversed"), ctx.tensor(layer, "reversed_indices")
+    values = values or ctx.tensor(layer, "values")
+    indices = ctx.tensor(layer, "indices")
+    nodes = [
+        ctx.node("Slice", [x, ctx.ints(layer, "reverse_starts", [-1]), ctx.ints(layer, "reverse_ends", [-(2**63)]),
+                           ctx.ints(layer, "reverse_axes", [axis]), ctx.ints(layer, "reverse_steps", [-1])],
+                 [reversed_x], layer, "reverse"),
+        ctx.node("TopK", [reversed_x, ctx.ints(layer, "k", [k])], [values, found], layer, axis=axis, largest=1,
+                 sorted=1),
+        ctx.node("Sub", [ctx.ints(layer, "last_index", [n - 1]), found], [indices], layer, "unreverse"),
+    ]
+    return nodes, values, indices

@@ -21,7 +21,7 @@ import torch.fx as fx
 from protodef.ir import Net
 from protodef.layers.registry import Shape
 
-from .lower import Lowering, lower_torch
+from .lower import lower_torch
 from .registry import Step, TorchContext, torch_converter, with_weights
 
 __all__ = ["to_torch", "save_pytorch", "load", "lower_torch", "torch_converter", "Step", "TorchContext",

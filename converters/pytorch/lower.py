@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 from torch import nn
 
-from protodef.errors import GraphError, UnsupportedError
+from protodef.errors import GraphError, ShapeError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .registry import Constructor, Step, TorchContext, converter_for
@@ -56,8 +56,10 @@ class Names:
 
 def lower_torch(net: Net) -> Lowering:
     """The GraphModule computing `net` (in eval mode): forward takes the net's inputs in Caffe's order and
-    returns its output, or a tuple of outputs in the order of `output_names`."""
+    returns its output, or a tuple of outputs in the order of `output_names`. `value_nodes` maps the IR's value
+    names (net.value_name) to the graph nodes computing them, for comparing intermediate blobs."""
     check_convertible(net)
+    check_input_shapes(net)
     outputs = net.outputs()
     if not outputs:
         raise GraphError("the net has no outputs (every value it computes is read by a later layer or Silence)",
@@ -70,8 +72,9 @@ def lower_torch(net: Net) -> Lowering:
     values = [builder.values[v] for v in outputs]
     builder.graph.output(values[0] if len(values) == 1 else tuple(values))
     module = fx.GraphModule(builder.root, builder.graph, class_name=class_name(net.name))
+    value_nodes = {net.value_name(v): node.name for v, node in builder.values.items() if v not in builder.hidden}
     _keep(module, caffe_names=dict(builder.modules.table), input_names=[i.value.blob for i in net.inputs],
-          output_names=[net.value_name(v) for v in outputs])
+          output_names=[net.value_name(v) for v in outputs], value_nodes=value_nodes)
     builder.lowering.module = module.eval()
     return builder.lowering
 
@@ -86,12 +89,14 @@ class GraphBuilder:
         self.modules = Names(_module_reserved())
         self.arguments = Names(_argument_reserved())
         self.values: dict[Value, fx.Node] = {}
+        self.hidden: set[Value] = set()           # values no node computes (inside a merged BatchNorm + Scale)
         self.lowering = Lowering(module=None)     # type: ignore[arg-type]  (set once the graph is complete)
 
     def add(self, layer: Layer) -> None:
         inputs = [self.values[v] for v in layer.inputs]
         if layer.name in self.ctx.absorbed:       # computed by the module of the layer before it
             self.values[layer.outputs[0]] = inputs[0]
+            self.hidden.add(layer.inputs[0])
             return
         lowered = converter_for(layer)(layer, self.ctx)
         self.values.update(zip(layer.outputs, self.emit(layer, lowered, inputs)))
@@ -148,6 +153,15 @@ def _keep(module: fx.GraphModule, **attributes) -> None:
         setattr(module, name, value)
     if preserved_key is not None:
         module.meta.setdefault(preserved_key, {}).update(attributes)
+
+
+def check_input_shapes(net: Net) -> None:
+    """Every net input has a shape (one that no layer reads can lack it; export and the docs need it)."""
+    for net_input in net.inputs:
+        if net_input.value not in net.shapes:
+            blob = net_input.value.blob
+            raise ShapeError(f"input '{blob}' declared by '{net_input.declared_by}' has no known shape; give "
+                             f"--input-shape {blob}=N,C,H,W (input_shape= in Python)", where=net_input.where)
 
 
 def check_convertible(net: Net) -> None:

@@ -80,7 +80,6 @@ def _plugin_converter(make: Callable[[Layer], nn.Module]) -> Converter:
         if not isinstance(module, nn.Module):
             raise UnsupportedError("the plugin's torch= function must return an nn.Module", layer=layer,
                                    where=layer.where, found=type(module).__name__)
-        ctx.plugin_modules.add(id(module))
         return module
 
     return plugin
@@ -111,7 +110,6 @@ class TorchContext:
     def __init__(self, net: Net):
         self.net = net
         self.constructors: dict[int, Constructor] = {}   # id(module) -> how it was made
-        self.plugin_modules: set[int] = set()
         self.absorbed: dict[str, str] = {}               # layer name -> the layer whose module computes it
 
     def shape(self, value: Value) -> Shape:
@@ -171,10 +169,10 @@ def with_weights(module: nn.Module, layer: Layer, **arrays: np.ndarray) -> nn.Mo
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:
-    """A tensor viewing `array` for copying from; weights read from a file may be read-only, which is fine for
-    a source (torch warns about it all the same)."""
+    """A tensor viewing `array`, to copy from. Weights read from a file may be read-only; torch warns about
+    that even though nothing writes to them here."""
     if not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)      # (keeps 0-d arrays 0-d only when already contiguous)
+        array = np.ascontiguousarray(array)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)

@@ -34,8 +34,7 @@ def reshape(layer: Layer, ctx: TorchContext) -> Step:
     """The IR's output shape, with the batch left to torch (-1) where the reshape keeps axis 0 or infers the
     axis that absorbs it, so the module runs at any batch size."""
     p = layer.params
-    x, y = ctx.input_shape(layer), ctx.output_shape(layer)
-    target = list(y)
+    target = list(ctx.output_shape(layer))
     keeps_batch = p.axis > 0 or (p.num_axes > 0 and p.dims and p.dims[0] == 0)
     if keeps_batch:
         target[0] = -1
