@@ -164,6 +164,10 @@ def value_info(ctx: OnnxContext, value: Value, name: str | None = None) -> onnx.
     dims: list[int | str] = list(ctx.shape(value))
     if ctx.dynamic_batch and dims:
         dims[0] = "batch"
+    producer = ctx.net.producer(value)
+    if producer is not None:   # axes whose size depends on the data (DetectionOutput's rows) are symbolic
+        for axis, symbol in producer.spec.extras.get("dynamic_axes", {}).get(producer.outputs.index(value), {}).items():
+            dims[axis] = symbol
     return helper.make_tensor_value_info(name or ctx.value(value), FLOAT, dims)
 
 

@@ -131,7 +131,7 @@ class OnnxContext:
                                        where=layer.where)
             array = layer.weights[_BLOB_INDEX[what]]
         name = self.fresh(f"{layer.name}.{what}")
-        array = np.ascontiguousarray(array, dtype=dtype)
+        array = np.asarray(array, dtype=dtype, order="C")   # keeps 0-d arrays 0-d (ascontiguousarray would not)
         self.initializers.append(numpy_helper.from_array(array, name))
         self.initializer_bytes += array.nbytes
         return name
