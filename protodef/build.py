@@ -44,12 +44,12 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
     _check_types_known(kept)
 
     left_out = {top: (lp.name, lp.type) for lp, _ in dropped for top in lp.top}
-    used_names: set[str] = set()
+    used_names = _Names()
     for lp, where in kept:
         if not lp.HasField("phase"):
             lp.phase = phase_number   # Caffe gives each layer the net's phase (BatchNorm's default depends on it)
         spec = spec_of(lp.type)
-        name = _unique_name(lp.name or f"{lp.type.lower()}{len(used_names)}", used_names)
+        name = used_names.unique(lp.name or f"{lp.type.lower()}{len(used_names)}")
         try:
             extra = _fork_fields(spec, unknown_fields.get(id(lp), []))
             _add_layer(net, lp, spec, name, where, latest, input_shapes, unknown_shape, left_out, extra)
@@ -273,9 +273,24 @@ def check_blob_size(shape: Shape, *, what: str = "an output") -> None:
                          found=f"{count} elements {tuple(shape)}")
 
 
-def _unique_name(name: str, used: set[str]) -> str:
-    candidate, k = name, 1
-    while candidate in used:
-        candidate, k = f"{name}_{k}", k + 1
-    used.add(candidate)
-    return candidate
+class _Names:
+    """Unique layer names: a repeated name gets the first free `_k` suffix, counting on from the last one
+    given for that name, so a net of many same-named layers takes linear time."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+        self.next_suffix: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.used)
+
+    def unique(self, name: str) -> str:
+        candidate, k = name, self.next_suffix.get(name, 1)
+        if candidate in self.used:
+            candidate = f"{name}_{k}"
+            while candidate in self.used:
+                k += 1
+                candidate = f"{name}_{k}"
+            self.next_suffix[name] = k + 1
+        self.used.add(candidate)
+        return candidate

@@ -197,9 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore" if not args.debug else "default")
-            return COMMANDS[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = COMMANDS[args.command](args)
+        _report_warnings(caught, shown_by_command=args.command == "info")
+        return code
     except ProtodefError as error:
         if args.debug:
             raise
@@ -211,6 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:   # `protodef info ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0
+
+
+def _report_warnings(caught: list, *, shown_by_command: bool) -> None:
+    """protodef's own warnings (NaN weights, fillers used, unused weights) as one line each on stderr;
+    `info` prints them in its table already. Other libraries' warnings stay quiet."""
+    from .attach import ProtodefWarning
+    if shown_by_command:
+        return
+    for warning in caught:
+        if issubclass(warning.category, ProtodefWarning):
+            print(f"protodef: warning: {warning.message}", file=sys.stderr)
 
 
 def exit_code_table() -> str:

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from google.protobuf.internal import enum_type_wrapper
 
 from .errors import Location, ParseError, SchemaError
+from .source import decode_text
 
 MAX_NESTING = 64                     # messages/enums/oneofs/extend blocks inside each other
 MAX_FIELD_NUMBER = 536870911         # 2**29 - 1, protobuf's limit
@@ -83,14 +84,7 @@ def parse_proto(text: str | bytes, *, path: str = "<proto>") -> tuple[descriptor
                                                                        list[str]]:
     """Parse .proto text into the FileDescriptorProto protoc would make (names resolved, types set,
     defaults normalized); returns it with notes on what was ignored."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            # Forks often carry comments in a legacy encoding; only string literals would be affected.
-            text = text.decode("latin-1")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = decode_text(text)
     parser = _Parser(_tokenize(text, path), path)
     parser.parse_file()
     parser.resolve()

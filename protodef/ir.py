@@ -250,6 +250,15 @@ class Net:
         other._order = self._order
         return other
 
+    def require_input_shapes(self) -> None:
+        """Every net input has a shape (an input no layer reads may lack one; backends need it)."""
+        from .errors import ShapeError
+        for net_input in self.inputs:
+            if self.shapes.get(net_input.value) is None:
+                blob = net_input.value.blob
+                raise ShapeError(f"input '{blob}' declared by '{net_input.declared_by}' has no known shape; give "
+                                 f"--input-shape {blob}=N,C,H,W (input_shape= in Python)", where=net_input.where)
+
     def validate(self) -> None:
         """Check the invariants every pass must keep (our Graph.lint)."""
         if not nx.is_directed_acyclic_graph(self.graph):

@@ -75,12 +75,7 @@ def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None
         if b"\0" in text[:4096]:
             raise ParseError("this is a binary file, not prototxt text (a .caffemodel goes to --weights)",
                              where=path)
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            text = text.decode("latin-1")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = decode_text(text)
     net = proto_module.NetParameter()
     unknown = []
     try:
@@ -108,6 +103,16 @@ def _merge(text: str, net, path: str) -> None:
         raise _located_error(exc, path) from None
     except RecursionError:
         raise ParseError("messages are nested too deeply to parse", where=path) from None
+
+
+def decode_text(text: str | bytes) -> str:
+    """UTF-8, else Latin-1 (old files carry comments in legacy encodings); without a byte-order mark."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            text = text.decode("latin-1")
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def map_source(text: str, path: str) -> SourceMap:

@@ -86,7 +86,11 @@ def lower_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = Fals
                ) -> onnx.ModelProto:
     """Lower `net` to a ModelProto that onnx's full checker accepts (nothing is written)."""
     model = build_model(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold)
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as error:   # e.g. a blob named "" (Caffe allows it; ONNX does not)
+        reason = str(error).strip().splitlines()[0]
+        raise UnsupportedError(f"the ONNX checker refuses the converted model: {reason}", where=net.source) from None
     return model
 
 
@@ -103,6 +107,7 @@ def build_model(net: Net, *, opset: int | None, dynamic_batch: bool, fold: bool)
     make_model would each copy every weight once more)."""
     opset = chosen_opset(opset)
     lowered = prepare(net, fold=fold)
+    lowered.require_input_shapes()
     check_convertible(lowered)
     ctx = OnnxContext(lowered, opset=opset, dynamic_batch=dynamic_batch)
     nodes = []

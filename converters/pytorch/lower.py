@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 from torch import nn
 
-from protodef.errors import GraphError, ShapeError, UnsupportedError
+from protodef.errors import GraphError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .registry import Constructor, Step, TorchContext, converter_for
@@ -59,7 +59,7 @@ def lower_torch(net: Net) -> Lowering:
     returns its output, or a tuple of outputs in the order of `output_names`. `value_nodes` maps the IR's value
     names (net.value_name) to the graph nodes computing them, for comparing intermediate blobs."""
     check_convertible(net)
-    check_input_shapes(net)
+    net.require_input_shapes()
     outputs = net.outputs()
     if not outputs:
         raise GraphError("the net has no outputs (every value it computes is read by a later layer or Silence)",
@@ -153,15 +153,6 @@ def _keep(module: fx.GraphModule, **attributes) -> None:
         setattr(module, name, value)
     if preserved_key is not None:
         module.meta.setdefault(preserved_key, {}).update(attributes)
-
-
-def check_input_shapes(net: Net) -> None:
-    """Every net input has a shape (one that no layer reads can lack it; export and the docs need it)."""
-    for net_input in net.inputs:
-        if net_input.value not in net.shapes:
-            blob = net_input.value.blob
-            raise ShapeError(f"input '{blob}' declared by '{net_input.declared_by}' has no known shape; give "
-                             f"--input-shape {blob}=N,C,H,W (input_shape= in Python)", where=net_input.where)
 
 
 def check_convertible(net: Net) -> None:

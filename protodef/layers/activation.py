@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .common import reject_unhonoured
+from .common import ConstantFiller, reject_unhonoured
 from .registry import Shape, layer
 
 
@@ -68,20 +68,7 @@ class PReLU(Elementwise):
         return [self.filler]
 
 
-class _ConstantFiller:
-    """Caffe's PReLU default filler: constant 0.25."""
-
-    type = "constant"
-    value = 0.25
-    min = 0.0
-    max = 1.0
-    mean = 0.0
-    std = 1.0
-    sparse = -1
-    variance_norm = 0
-
-
-_PRELU_FILLER = _ConstantFiller()
+_PRELU_FILLER = ConstantFiller(0.25)   # Caffe's PReLU default: constant 0.25
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,19 @@ def same_shapes(inputs: tuple[Shape, ...], *, what: str) -> Shape:
 
 def blob_shape(message: Any) -> Shape:
     return tuple(int(d) for d in message.dim)
+
+
+class ConstantFiller:
+    """A constant filler with FillerParameter's attributes, for blobs Caffe fills without a filler field
+    (PReLU's 0.25 slopes, a fork's statistics)."""
+
+    type = "constant"
+    min = 0.0
+    max = 1.0
+    mean = 0.0
+    std = 1.0
+    sparse = -1
+    variance_norm = 0
+
+    def __init__(self, value: float):
+        self.value = value

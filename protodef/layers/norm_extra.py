@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
-from .common import enum_name, reject_unhonoured
+from .common import ConstantFiller, enum_name, reject_unhonoured
 from .registry import Shape, layer
 
 
@@ -31,21 +31,6 @@ class MVN:
 
     def infer(self, x: Shape) -> Shape:
         return x
-
-
-class _Constant:
-    """A constant filler (Caffe's FillerParameter attributes) for blobs the fork fills without a filler field."""
-
-    type = "constant"
-    min = 0.0
-    max = 1.0
-    mean = 0.0
-    std = 1.0
-    sparse = -1
-    variance_norm = 0
-
-    def __init__(self, value: float):
-        self.value = value
 
 
 _SEGNET_FIELDS = ("scale_filler", "shift_filler", "bn_mode")
@@ -85,7 +70,7 @@ class BN:
             return cls("segnet", x[1], _SEGNET_EPS, learn, (p.scale_filler, p.shift_filler))
         reject_unhonoured(p, _PSPNET_FIELDS, what="bn_param (PSPNet form)")
         batch = lp.phase == 0 and not p.frozen    # Caffe's phase_: 0 TRAIN, 1 TEST
-        fillers = (p.slope_filler, p.bias_filler, _Constant(0.0), _Constant(1.0 if p.frozen else 0.0))
+        fillers = (p.slope_filler, p.bias_filler, ConstantFiller(0.0), ConstantFiller(1.0 if p.frozen else 0.0))
         return cls("pspnet", x[1], p.eps, batch, fillers)
 
     def infer(self, x: Shape) -> Shape:
