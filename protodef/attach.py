@@ -158,8 +158,6 @@ def random_weights(net: Net, *, seed: int = 0, scale: float = 0.5) -> Net:
     return out
 
 
-
-
 def _planned(net: Net, wanted: set[str] | None) -> list[tuple[Layer, list[Shape]]]:
     """The layers to initialise and their blob shapes, checked before anything is allocated: a hostile or
     mistyped prototxt (num_output: 2000000000) must fail with a message, not exhaust the memory."""
@@ -214,14 +212,14 @@ class _located:
 
 
 def _random_blob(layer: Layer, index: int, shape: Shape, rng: np.random.Generator, scale: float) -> np.ndarray:
-    if layer.type in ("BatchNorm",):
-        if index == 1:
-            return rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        if index == 2:
-            return np.ones(shape, np.float32)
+    variance_blob = {"BatchNorm": 1, "BN": 3}.get(layer.type)     # BN: the PSPNet form (slope, bias, mean, var)
+    if index == variance_blob:
+        return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    if layer.type == "BatchNorm" and index == 2:
+        return np.ones(shape, np.float32)                         # the scale factor
     fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
-    std = scale / math.sqrt(max(1, fan_in))
-    return rng.normal(0.0, std if len(shape) > 1 else scale, shape).astype(np.float32)
+    std = scale / math.sqrt(max(1, fan_in)) if len(shape) > 1 else scale
+    return rng.normal(0.0, std, shape).astype(np.float32)
 
 
 def _zeros(shape: Shape) -> np.ndarray:
