@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 @command("info")
 def run_info(args: argparse.Namespace) -> int:
     from .info import format_table, summary
-    net = read_from_args(args, init="none" if not args.weights else "fillers")
+    # Folding needs weights: without a caffemodel, --passes folds the fillers' values (as Caffe would init).
+    net = read_from_args(args, init="fillers" if args.passes else "none")
     if args.passes:
         from .passes import run_pipeline
         lowered, report = run_pipeline(net)

@@ -63,3 +63,28 @@ def test_upgrade_writes_modern_text(tmp_path):
     text = out.read_text()
     assert 'type: "Convolution"' in text and "lr_mult: 2" in text and 'type: "Input"' in text
     assert "layers {" not in text
+
+
+def test_info_passes_shows_what_each_pass_changed(capsys):
+    assert main(["info", str(SAMPLES / "tiny" / "tiny.prototxt"), "--passes"]) == 0
+    out = capsys.readouterr().out
+    assert "changed: bn1 (BatchNorm -> ChannelAffine)" in out and "removed: scale1 (Scale)" in out
+    assert "removed: bn1 (ChannelAffine)" in out and "changed: conv1 (Convolution)" in out
+    assert main(["info", str(SAMPLES / "tiny" / "tiny.prototxt"), "--passes", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["passes"]
+    assert [p["name"] for p in report][-2:] == ["batchnorm_scale_to_affine", "fold_affine_into_producer"]
+
+
+def test_convert_to_onnx_and_pytorch(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    tiny = SAMPLES / "tiny"
+    onnx_out, py_out = tmp_path / "tiny.onnx", tmp_path / "tiny.py"
+    assert main(["convert", str(tiny / "tiny.prototxt"), "-w", str(tiny / "tiny.caffemodel"), "-o", str(onnx_out),
+                 "--dynamic-batch"]) == 0
+    assert main(["convert", str(tiny / "tiny.prototxt"), "-w", str(tiny / "tiny.caffemodel"), "--to", "pytorch",
+                 "-o", str(py_out)]) == 0
+    assert onnx_out.stat().st_size > 15000 and py_out.exists() and (tmp_path / "tiny.pt").exists()
+    import onnx
+    model = onnx.load(onnx_out)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [o.name for o in model.graph.output] == ["prob"]
