@@ -72,7 +72,7 @@ def test_info_passes_shows_what_each_pass_changed(capsys):
     assert "removed: bn1 (ChannelAffine)" in out and "changed: conv1 (Convolution)" in out
     assert main(["info", str(SAMPLES / "tiny" / "tiny.prototxt"), "--passes", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)["passes"]
-    assert [p["name"] for p in report][-2:] == ["batchnorm_scale_to_affine", "fold_affine_into_producer"]
+    assert [p["pass"] for p in report][-2:] == ["batchnorm_scale_to_affine", "fold_affine_into_producer"]
 
 
 def test_convert_to_onnx_and_pytorch(tmp_path, capsys):
