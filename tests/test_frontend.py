@@ -149,3 +149,11 @@ def test_resnet50_shapes():
     net = read_net(path, init="none")
     shapes = {net.value_name(v): net.shapes[v] for layer in net for v in layer.outputs}
     assert shapes["res5c"] == (1, 2048, 7, 7) and shapes["pool5"] == (1, 2048, 1, 1) and shapes["prob"] == (1, 1000)
+
+
+def test_data_transformation_is_reported_not_lost():
+    net = build("""layer { name: "d" type: "Data" top: "data" top: "label"
+                     transform_param { scale: 0.00390625 mean_value: 104 } data_param { batch_size: 4 } }
+                   layer { name: "r" type: "ReLU" bottom: "data" top: "r" }""", input_shapes={"data": (4, 3, 8, 8)})
+    assert any("layer 'd' (Data) transforms its data before the net" in note and "scale: 0.00390625" in note
+               for note in net.notes)
