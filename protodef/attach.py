@@ -27,9 +27,13 @@ def expected_weight_shapes(net: Net, layer: Layer) -> list[Shape]:
 
 def attach_weights(net: Net, model: Any, *, path: str = "", allow_missing: bool = False, seed: int = 0) -> Net:
     """Copy blobs from `model` (a CaffeModel) onto the layers, as Caffe's CopyTrainedLayersFrom does:
-    by name, into the last layer of that name, checking the blob count and every shape."""
+    by name, checking the blob count and every shape. Caffe (net.cpp) looks each caffemodel layer up from
+    the start of the net, so a repeated name's weights go to the first layer of that name, and when the
+    caffemodel repeats a name its last entry is the one that stays."""
     out = net.copy()
-    targets = {layer.caffe_name: layer for layer in out.layers()}     # the last of a repeated name wins
+    targets: dict[str, Layer] = {}
+    for layer in out.layers():
+        targets.setdefault(layer.caffe_name, layer)     # the first of a repeated name, as Caffe searches
     needed = {layer.name for layer in out.layers() if expected_weight_shapes(out, layer)}
     given: dict[str, list[np.ndarray]] = {}
     unused = []
@@ -49,14 +53,14 @@ def attach_weights(net: Net, model: Any, *, path: str = "", allow_missing: bool 
     twice = [f"{name} ({count} times)" for name, count in copies.items() if count > 1]
     if twice:
         _warn(out, f"{path}: the caffemodel has weights for the same layer name more than once: "
-                   + ", ".join(twice) + "; as in Caffe, the last of each are used")
+                   + ", ".join(twice) + "; as in Caffe, the last of each is used")
     # Layers whose name a later layer repeats never receive weights; they keep their fillers, as in Caffe.
     shadowed = {layer.name for layer in out.layers() if layer.name != targets[layer.caffe_name].name
                 and layer.name in needed}
     repeated = sorted({out.layer(name).caffe_name for name in shadowed})
     if repeated:
         _warn(out, "layer names used more than once: " + ", ".join(repeated) + "; as in Caffe, the caffemodel's "
-              "weights go to the last layer of each name and the others keep their fillers")
+              "weights go to the first layer of each name and the others keep their fillers")
     for name, blobs in given.items():
         layer = out.layer(name)
         _warn_non_finite(out, layer, blobs, path)

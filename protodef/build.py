@@ -133,7 +133,11 @@ def _check_types_known(kept: list[tuple[Any, Location]]) -> None:
     if not unknown:
         return
     python = [(lp, w) for lp, w in unknown if lp.type == "Python"]
-    listed = "; ".join(f"{where}: layer '{lp.name}' ({lp.type})" for lp, where in unknown)
+    shown = 20    # a hostile file may hold 100 000 of them; the message stays readable
+    listed = "; ".join(f"{where}: layer '{lp.name}' ({lp.type})" for lp, where in unknown[:shown])
+    if len(unknown) > shown:
+        types = sorted({lp.type for lp, _ in unknown})
+        listed += f"; and {len(unknown) - shown} more (types: {', '.join(types[:shown])}{', ...' if len(types) > shown else ''})"
     if python:
         message = (f"{len(unknown)} layer(s) of types protodef does not know: {listed}. A Python layer runs user "
                    "code that protodef never imports or executes; register a layer type for it with "

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -194,9 +196,30 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: files being written are abandoned cleanly (protodef/write.py)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -208,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"protodef: {error}", file=sys.stderr)
         return error.exit_code
+    except _Terminated:
+        print("protodef: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("protodef: interrupted", file=sys.stderr)
         return 130

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from protodef.errors import OutputError
@@ -214,3 +213,13 @@ def test_kill_while_writing_leaves_the_target_alone(tmp_path, writer):
     assert process.returncode == -signal.SIGKILL
     # Nothing can clean up after SIGKILL: the half-written temporary stays, hidden, beside the untouched target.
     assert leftovers(out) == temporaries
+
+
+@pytest.mark.parametrize("writer", ["onnx", "pytorch-source"])
+def test_sigterm_while_writing_is_handled_like_ctrl_c(tmp_path, writer):
+    if writer not in WRITERS:
+        pytest.skip(f"no {writer} writer here")
+    process, out, _ = interrupt(tmp_path, writer, "halfway", signal.SIGTERM)
+    assert leftovers(out) == []
+    assert process.returncode == 143
+    assert process.stderr.read() == "protodef: terminated\n"

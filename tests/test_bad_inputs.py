@@ -6,7 +6,6 @@ right kind (the CLI turns it into one line on stderr and that kind's exit code),
 """
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tracemalloc
@@ -21,7 +20,7 @@ from protodef import attach
 from protodef.api import read_net
 from protodef.attach import ProtodefWarning
 from protodef.cli import main
-from protodef.errors import (ERROR_KINDS, GraphError, OutputError, ParseError, ProtodefError, SchemaError,
+from protodef.errors import (ERROR_KINDS, GraphError, ParseError, ProtodefError, SchemaError,
                              ShapeError, UnsupportedError, WeightsError)
 from protodef.source import MAX_PROTOTXT_BYTES
 
@@ -245,6 +244,15 @@ def test_mask_output_of_average_pooling(tmp_path):
             f"{path}:2:1: layer 'p' (Pooling): only MAX pooling has a second (mask) output: found AVE"
 
 
+def test_per_class_accuracy_of_a_shapeless_input(tmp_path):
+    path = prototxt(tmp_path, 'layer { name: "d" type: "Data" top: "data" top: "label" }\n'
+                              'layer { name: "acc" type: "Accuracy" bottom: "data" bottom: "label" top: "acc" '
+                              'top: "per_class" }\n')
+    assert failure(ShapeError, read_net, path, init="none") == (
+        f"{path}:2:1: layer 'acc' (Accuracy): the second output's size comes from the first input's shape, which "
+        "is not known; give it with --input-shape")
+
+
 def test_reshape_cannot_infer(tmp_path):
     path = prototxt(tmp_path, INPUT + 'layer { name: "rs" type: "Reshape" bottom: "data" top: "rs"\n'
                                       '  reshape_param { shape { dim: 0 dim: 5 dim: -1 } } }\n')
@@ -449,15 +457,14 @@ def test_duplicate_layer_names_in_the_net(tmp_path):
         net = read_net(prototxt(tmp_path, text), path)
     assert messages(caught) == [
         f"{path}: the caffemodel has weights for the same layer name more than once: fc (2 times); as in Caffe, the "
-        "last of each are used",
-        "layer names used more than once: fc; as in Caffe, the caffemodel's weights go to the last layer of each "
+        "last of each is used",
+        "layer names used more than once: fc; as in Caffe, the caffemodel's weights go to the first layer of each "
         "name and the others keep their fillers"]
     assert [layer.name for layer in net.layers()] == ["conv1", "fc", "fc_1"]
-    # One of the two gets the last weights stored under that name, the other keeps its fillers (zeros).
-    loaded = [layer for layer in (net.layer("fc"), net.layer("fc_1")) if layer.weights[0].any()]
-    filled = [layer for layer in (net.layer("fc"), net.layer("fc_1")) if not layer.weights[0].any()]
-    assert len(loaded) == len(filled) == 1
-    np.testing.assert_array_equal(loaded[0].weights[0], np.float32(second[0]))
+    # Caffe's CopyTrainedLayersFrom looks each stored layer up from the start of the net: the first "fc" gets
+    # the last weights stored under that name, the second keeps its fillers (zeros).
+    np.testing.assert_array_equal(net.layer("fc").weights[0], np.float32(second[0]))
+    assert not net.layer("fc_1").weights[0].any()
 
 
 def test_prototxt_given_as_caffemodel(tmp_path):
@@ -656,3 +663,9 @@ def test_cli_convert_reports_warnings(tmp_path, capsys):
     assert code == 0
     assert f"{weights}: layer 'conv1' (Convolution): weight blob(s) [0] hold NaN or Inf" in err
     assert "no weights in the caffemodel for fc (InnerProduct): initialised from their fillers (seed 0)" in err
+
+
+def test_prior_box_with_a_zero_aspect_ratio(tmp_path):
+    path = prototxt(tmp_path, INPUT + 'layer { name: "prior" type: "PriorBox" bottom: "data" bottom: "data" '
+                                      'top: "prior"\n  prior_box_param { min_size: 4 aspect_ratio: 0 } }\n')
+    assert failure(SchemaError, read_net, path, init="none").startswith(f"{path}:2:1: layer 'prior' (PriorBox): ")

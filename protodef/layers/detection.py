@@ -194,6 +194,8 @@ def _aspect_ratios(ratios: Any, flip: bool) -> tuple[float, ...]:
     out = [np.float32(1.0)]
     for ratio in ratios:
         ratio = np.float32(ratio)
+        if not ratio > 0:   # Caffe would divide by it (flip) or make boxes of no width
+            raise SchemaError("prior_box_param.aspect_ratio must be positive", expected="> 0", found=float(ratio))
         if any(abs(float(ratio) - float(known)) < 1e-6 for known in out):
             continue
         out.append(ratio)

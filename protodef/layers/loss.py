@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ShapeError
 from .registry import Shape, layer
 
 
@@ -18,6 +19,9 @@ class TrainingOnly:
         return cls(len(lp.top))
 
     def infer(self, *inputs: Shape) -> Shape | list[Shape]:
+        if self.outputs > 1 and inputs[0] is None:   # build lets training-only layers read shapeless inputs
+            raise ShapeError("the second output's size comes from the first input's shape, which is not known; "
+                             "give it with --input-shape")
         shapes = [()] + [(inputs[0][1] if len(inputs[0]) > 1 else 1,)] * (self.outputs - 1)
         return shapes if self.outputs > 1 else shapes[0]
 
