@@ -51,21 +51,9 @@ def load_converters() -> None:
 
 
 def value_names(net: Net) -> dict[Value, str]:
-    """net.value_name for every value, made unique: it names version 0 of a blob that in-place layers
-    overwrite after it by the bare blob name, which the final version also has; that one becomes `blob@0`."""
+    """The ONNX name of every value: net.value_name, which is unique (`blob@k` for overwritten versions)."""
     values = [*net.input_values(), *(v for layer in net.layers() for v in layer.outputs)]
-    names = {v: net.value_name(v) for v in values}
-    owners: dict[str, list[Value]] = {}
-    for v, name in names.items():
-        owners.setdefault(name, []).append(v)
-    inputs = set(net.input_values())
-    for name, shared in owners.items():
-        if len(shared) > 1:
-            keep = next((v for v in shared if v in inputs), max(shared, key=lambda v: v.version))
-            for v in shared:
-                if v != keep:
-                    names[v] = f"{v.blob}@{v.version}"
-    return names
+    return {v: net.value_name(v) for v in values}
 
 
 class OnnxContext:

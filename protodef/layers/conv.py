@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
-from .common import canonical_axis, positive, reject_unhonoured, spatial
+from .common import canonical_axis, count, positive, reject_unhonoured, spatial
 from .registry import Shape, alias, layer
 
 _CONV_FIELDS = ("num_output", "bias_term", "pad", "kernel_size", "stride", "dilation", "group", "pad_h", "pad_w",
@@ -78,8 +78,8 @@ class Convolution:
         return [self.weight_filler, self.bias_filler]
 
     def macs(self, x: Shape, y: Shape) -> int:
-        per_output = (self.in_channels // self.group) * _product(self.kernel)
-        return _product(y) * per_output
+        per_output = (self.in_channels // self.group) * count(self.kernel)
+        return count(y) * per_output
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Deconvolution(Convolution):
         return [weight, (self.num_output,)] if self.bias_term else [weight]
 
     def macs(self, x: Shape, y: Shape) -> int:
-        return _product(x) * (self.num_output // self.group) * _product(self.kernel)
+        return count(x) * (self.num_output // self.group) * count(self.kernel)
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,6 @@ def _conv_size(size: int, k: int, s: int, p: int, d: int) -> int:
 def _deconv_size(size: int, k: int, s: int, p: int, d: int) -> int:
     out = s * (size - 1) + d * (k - 1) + 1 - 2 * p
     return positive(out, what="deconvolution output size")
-
-
-def _product(values: tuple[int, ...]) -> int:
-    result = 1
-    for v in values:
-        result *= v
-    return result
 
 
 layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError
-from .common import canonical_axis, reject_unhonoured
+from .common import canonical_axis, count, reject_unhonoured
 from .registry import Shape, layer
 
 
@@ -39,7 +39,7 @@ class ArgMax:
         reject_unhonoured(p, ("out_max_val", "top_k", "axis"), what="argmax_param")
         x = inputs[0]
         axis = canonical_axis(p.axis, len(x)) if p.HasField("axis") else None
-        available = x[axis] if axis is not None else _product(x[1:])
+        available = x[axis] if axis is not None else count(x[1:])
         if not 1 <= p.top_k <= available:
             raise SchemaError("argmax_param.top_k must be between 1 and the size searched", expected=f"1..{available}",
                               found=p.top_k)
@@ -53,13 +53,6 @@ class ArgMax:
         if self.out_max_val:
             shape[1] = 2
         return tuple(shape)
-
-
-def _product(values: tuple[int, ...]) -> int:
-    result = 1
-    for v in values:
-        result *= v
-    return result
 
 
 layer("Softmax", family="softmax", label=("axis",))(Softmax)
