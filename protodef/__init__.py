@@ -4,13 +4,13 @@ Backends are imported only when used, so `to_onnx` never imports torch.
 """
 from __future__ import annotations
 
-from .api import draw, load, read_net, to_onnx
+from .api import draw, load, lower, read_net, save_onnx, save_pytorch, to_onnx
 from .errors import (GraphError, Location, OutputError, ParseError, ProtodefError, SchemaError, ShapeError,
                      UnsupportedError, WeightsError)
 from .ir import Layer, Net, Value
 from .plugins import register_layer
 
-__version__ = "0.1.0"
+from .version import __version__
 
-__all__ = ["read_net", "load", "to_onnx", "draw", "register_layer", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
+__all__ = ["read_net", "lower", "load", "to_onnx", "save_onnx", "save_pytorch", "draw", "register_layer", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
            "ShapeError", "WeightsError", "UnsupportedError", "OutputError", "Location", "__version__"]

@@ -44,6 +44,13 @@ def load_proto_module(path: str | os.PathLike):
         raise
 
 
+def lower(net: Net, *, fold: bool = True) -> Net:
+    """The net as every backend takes it: training layers, Splits and Dropouts gone and, when `fold`, BatchNorm
+    and Scale folded into the layers before them. Its `pass_report` says what each pass changed."""
+    from .passes import run_pipeline
+    return run_pipeline(net, fold=fold)[0]
+
+
 def _as_net(net_or_path, weights, read_options) -> Net:
     if isinstance(net_or_path, Net):
         if weights is not None:
@@ -52,25 +59,62 @@ def _as_net(net_or_path, weights, read_options) -> Net:
     return read_net(net_or_path, weights, **read_options)
 
 
+def _lowered(net_or_path, weights, read_options, *, fold: bool) -> Net:
+    """A prototxt path or a Net, through the pass pipeline once (a net that has been through it stays as is)."""
+    net = _as_net(net_or_path, weights, read_options)
+    return net if net.pass_report is not None else lower(net, fold=fold)
+
+
 def to_onnx(prototxt, weights=None, *, opset: int | None = None, dynamic_batch: bool = False, fold: bool = True,
             **read_options):
     """Convert a net (a prototxt path or a Net) to an onnx.ModelProto. Never imports torch."""
-    from converters.onnx import to_onnx as lower
-    return lower(_as_net(prototxt, weights, read_options), opset=opset, dynamic_batch=dynamic_batch, fold=fold)
+    from converters.onnx import to_onnx as lower_to_onnx
+    return lower_to_onnx(_lowered(prototxt, weights, read_options, fold=fold), opset=opset,
+                         dynamic_batch=dynamic_batch)
+
+
+def save_onnx(prototxt, path: str | os.PathLike, weights=None, *, opset: int | None = None,
+              dynamic_batch: bool = False, fold: bool = True, **read_options) -> None:
+    """Convert and write `path` atomically (nothing is written when the conversion fails)."""
+    from converters.onnx import save_onnx as write_onnx
+    write_onnx(_lowered(prototxt, weights, read_options, fold=fold), path, opset=opset, dynamic_batch=dynamic_batch)
 
 
 def load(prototxt, weights=None, *, phase: str = "test", fold: bool = True,
          input_shape: Mapping[str, Shape] | None = None, **read_options):
-    """A torch.fx.GraphModule computing the net as Caffe does; submodules are named after the layers."""
+    """A torch.fx.GraphModule computing the net (a prototxt path or a Net) as Caffe does; submodules are named
+    after the layers."""
     from converters.pytorch import to_torch
-    net = _as_net(prototxt, weights, {"phase": phase.upper(), "input_shape": input_shape, **read_options})
-    return to_torch(net, fold=fold)
+    read_options = {"phase": phase.upper(), "input_shape": input_shape, **read_options}
+    return to_torch(_lowered(prototxt, weights, read_options, fold=fold))
+
+
+def save_pytorch(prototxt, path: str | os.PathLike, weights=None, *, fold: bool = True, form: str = "source",
+                 dynamic_batch: bool = True, **read_options) -> list[str]:
+    """Write the net for PyTorch (form "source": a .py module and its .pt weights; "export": a .pt2)."""
+    from converters.pytorch import save_pytorch as write_pytorch
+    return write_pytorch(_lowered(prototxt, weights, read_options, fold=fold), path, form=form,
+                         dynamic_batch=dynamic_batch)
 
 
 def draw(prototxt, *, rankdir: str = "TB", collapse: bool = False, shapes: bool = True, folded: bool = False,
          **read_options):
-    """A graphviz.Digraph of the net (shows itself inline in Jupyter)."""
+    """A graphviz.Digraph of the net (shows itself inline in Jupyter); `folded` draws it as the backends see it."""
     from converters.graphviz import draw as render
-    read_options.setdefault("init", "none" if not folded else "fillers")
+    return render(drawn_net(prototxt, folded=folded, **read_options), rankdir=rankdir, collapse=collapse,
+                  shapes=shapes)
+
+
+def drawn_net(prototxt, *, folded: bool = False, **read_options) -> Net:
+    """The net a drawing shows: as read, or after the passes. Folding does arithmetic on the weights, so a net
+    read without a caffemodel gets its fillers' values (the structure drawn does not depend on them)."""
+    if not folded:
+        read_options.setdefault("init", "none")
+        return _as_net(prototxt, None, read_options)
+    read_options.setdefault("init", "fillers")
     net = _as_net(prototxt, None, read_options)
-    return render(net, rankdir=rankdir, collapse=collapse, shapes=shapes, folded=folded)
+    from .attach import expected_weight_shapes, fill_weights
+    missing = [layer.name for layer in net.layers() if expected_weight_shapes(net, layer) and not layer.weights]
+    if missing:
+        net = fill_weights(net, only=missing)
+    return _lowered(net, None, {}, fold=True)

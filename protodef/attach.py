@@ -216,11 +216,11 @@ class _located:
 
 
 def _random_blob(layer: Layer, index: int, shape: Shape, rng: np.random.Generator, scale: float) -> np.ndarray:
-    variance_blob = {"BatchNorm": 1, "BN": 3}.get(layer.type)     # BN: the PSPNet form (slope, bias, mean, var)
-    if index == variance_blob:
+    statistic = layer.spec.statistics.get(index)
+    if statistic == "variance":
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
-    if layer.type == "BatchNorm" and index == 2:
-        return np.ones(shape, np.float32)                         # the scale factor
+    if statistic == "scale_factor":
+        return np.ones(shape, np.float32)
     fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
     std = scale / math.sqrt(max(1, fan_in)) if len(shape) > 1 else scale
     return rng.normal(0.0, std, shape).astype(np.float32)

@@ -42,6 +42,9 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
         names = ", ".join(f"{lp.name} ({lp.type})" for lp, _ in dropped)
         net.notes.append(f"phase {phase.upper()}: left out {len(dropped)} layer(s) by include/exclude rules: {names}")
     _check_types_known(kept)
+    if not kept and not net.inputs:
+        raise GraphError("the net is empty: it declares no inputs and, in this phase, no layers", where=path,
+                         expected="at least one input or layer")
 
     left_out = {top: (lp.name, lp.type) for lp, _ in dropped for top in lp.top}
     used_names = _Names()

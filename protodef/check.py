@@ -38,17 +38,18 @@ class CheckReport:
     rows: list[BlobRow]
     skipped: dict[str, str]
     first_disagreement: BlobRow | None = None
+    uncompared: list[str] = field(default_factory=list)    # backends that ran but matched no reference blob
 
     @property
     def ok(self) -> bool:
-        return self.first_disagreement is None and len(self.backends) > 0
+        return self.first_disagreement is None and len(self.backends) > 0 and not self.uncompared
 
 
 def check_net(net: Net, *, seed: int = 0, prototxt: str | None = None, weights: str | None = None) -> CheckReport:
     """Run `net` (with weights) through every backend that is available and compare."""
-    from .passes import run_pipeline
+    from .api import lower
 
-    lowered, _ = run_pipeline(net, fold=False)
+    lowered, folded = lower(net, fold=False), lower(net, fold=True)
     rng = np.random.default_rng(seed)
     inputs = {lowered.value_name(i.value): rng.standard_normal(lowered.shape(i.value)).astype(np.float32)
               for i in lowered.inputs}
@@ -57,7 +58,8 @@ def check_net(net: Net, *, seed: int = 0, prototxt: str | None = None, weights: 
     for name, run in (("opencv", _run_opencv), ("onnxruntime", _run_onnx), ("onnxruntime-folded", _run_onnx_folded),
                       ("pytorch", _run_torch), ("pytorch-folded", _run_torch_folded)):
         try:
-            results[name] = run(net, lowered, inputs, prototxt=prototxt, weights=weights)
+            results[name] = run(net, lowered if not name.endswith("-folded") else folded, inputs, prototxt=prototxt,
+                                weights=weights)
         except _Skip as reason:
             skipped[name] = str(reason)
     reference = "opencv" if "opencv" in results else "onnxruntime"
@@ -65,26 +67,14 @@ def check_net(net: Net, *, seed: int = 0, prototxt: str | None = None, weights: 
         return CheckReport(reference, [], [], skipped)
     rows = _compare(lowered, results, reference)
     first = next((row for row in rows if row.bad), None)
-    return CheckReport(reference, [b for b in results if b != reference], rows, skipped, first)
+    backends = [b for b in results if b != reference]
+    # A backend that ran but matched no blob of the reference agrees with nothing.
+    uncompared = [b for b in backends if not any(b in row.diffs for row in rows)]
+    return CheckReport(reference, [b for b in backends if b not in uncompared], rows, skipped, first, uncompared)
 
 
 class _Skip(Exception):
     """A backend that cannot run here (not installed, or it cannot take this net)."""
-
-
-# Layers where OpenCV's dnn computes something other than Caffe (docs/opencv-differences.md): from them on,
-# onnxruntime is the reference instead.
-OPENCV_DIFFERS = {
-    "DetectionOutput": "pads to keep_top_k rows",
-    "Axpy": "swaps its second and third inputs",
-    "ROIPooling": "differs on boxes outside the image",
-}
-
-
-def _opencv_differs(layer) -> bool:
-    if layer.type == "MVN":
-        return bool(getattr(layer.params, "normalize_variance", False))
-    return layer.type in OPENCV_DIFFERS
 
 
 def _discrete(layer, index: int) -> bool:
@@ -94,14 +84,14 @@ def _discrete(layer, index: int) -> bool:
         return True
     if layer.type == "ArgMax" and not getattr(layer.params, "out_max_val", True):
         return True
-    return bool(layer.spec.extras.get("dynamic_axes"))
+    return bool(layer.spec.dynamic_axes)
 
 
 def _compare(net: Net, results: dict[str, dict[str, np.ndarray]], reference: str) -> list[BlobRow]:
     rows = []
     tainted: set = set()
     for layer in net.layers():
-        if _opencv_differs(layer) or any(v in tainted for v in layer.inputs):
+        if layer.spec.differs_in_opencv(layer.params) or any(v in tainted for v in layer.inputs):
             tainted.update(layer.outputs)
     # backend family ("pytorch" for pytorch and pytorch-folded) -> values computed from a near-tie index
     after_near_tie: dict[str, set] = {}
@@ -177,7 +167,7 @@ def _opencv_layer_names(net: Net) -> dict[str, str]:
             if len(layer.outputs) == 1 and counts[layer.caffe_name] == 1 and layer.caffe_name == layer.name}
 
 
-def _run_onnx(net: Net, lowered: Net, inputs, *, fold: bool = False, **_) -> dict[str, np.ndarray]:
+def _run_onnx(net: Net, lowered: Net, inputs, *, every_blob: bool = True, **_) -> dict[str, np.ndarray]:
     try:
         import onnxruntime
         from converters.onnx import to_onnx
@@ -185,10 +175,10 @@ def _run_onnx(net: Net, lowered: Net, inputs, *, fold: bool = False, **_) -> dic
         raise _Skip(f"onnxruntime is not installed ({error})") from None
     from .errors import UnsupportedError
     try:
-        model = to_onnx(lowered if not fold else net, fold=fold)
+        model = to_onnx(lowered)
     except UnsupportedError as error:
         raise _Skip(str(error)) from None
-    if not fold:
+    if every_blob:
         known = {o.name for o in model.graph.output}
         model.graph.output.extend([v for v in model.graph.value_info if v.name not in known])
     options = onnxruntime.SessionOptions()
@@ -198,12 +188,12 @@ def _run_onnx(net: Net, lowered: Net, inputs, *, fold: bool = False, **_) -> dic
     return dict(zip(names, session.run(names, inputs)))
 
 
-def _run_onnx_folded(net: Net, lowered: Net, inputs, **options) -> dict[str, np.ndarray]:
-    outputs = {lowered.value_name(v) for v in lowered.outputs()}
-    return {k: v for k, v in _run_onnx(net, lowered, inputs, fold=True).items() if k in outputs}
+def _run_onnx_folded(net: Net, folded: Net, inputs, **options) -> dict[str, np.ndarray]:
+    """Folding changes the blobs inside the net; only the outputs are compared."""
+    return _run_onnx(net, folded, inputs, every_blob=False)
 
 
-def _run_torch(net: Net, lowered: Net, inputs, *, fold: bool = False, **_) -> dict[str, np.ndarray]:
+def _run_torch(net: Net, lowered: Net, inputs, *, every_blob: bool = True, **_) -> dict[str, np.ndarray]:
     try:
         import torch
         from converters.pytorch import to_torch
@@ -211,12 +201,12 @@ def _run_torch(net: Net, lowered: Net, inputs, *, fold: bool = False, **_) -> di
         raise _Skip(f"torch is not installed ({error})") from None
     from .errors import UnsupportedError
     try:
-        module = to_torch(lowered if not fold else net, fold=fold)
+        module = to_torch(lowered)
     except UnsupportedError as error:
         raise _Skip(str(error)) from None
     arguments = [torch.from_numpy(inputs[lowered.value_name(i.value)]) for i in lowered.inputs]
     captured: dict[str, np.ndarray] = {}
-    value_nodes = getattr(module, "value_nodes", {}) if not fold else {}
+    value_nodes = getattr(module, "value_nodes", {}) if every_blob else {}
     wanted = {node: value for value, node in value_nodes.items()}
 
     class Recorder(torch.fx.Interpreter):
@@ -234,8 +224,8 @@ def _run_torch(net: Net, lowered: Net, inputs, *, fold: bool = False, **_) -> di
     return captured
 
 
-def _run_torch_folded(net: Net, lowered: Net, inputs, **options) -> dict[str, np.ndarray]:
-    return _run_torch(net, lowered, inputs, fold=True)
+def _run_torch_folded(net: Net, folded: Net, inputs, **options) -> dict[str, np.ndarray]:
+    return _run_torch(net, folded, inputs, every_blob=False)
 
 
 def format_report(report: CheckReport) -> str:
@@ -263,19 +253,28 @@ def format_report(report: CheckReport) -> str:
                 lines.append("  ".join("-" * w for w in widths))
     for backend, reason in report.skipped.items():
         lines.append(f"skipped {backend}: {reason}")
+    for backend in report.uncompared:
+        lines.append(f"FAILED {backend}: it ran, but none of its blobs matched one of the reference by name")
     if report.first_disagreement is not None:
         row = report.first_disagreement
         lines.append(f"FIRST DISAGREEMENT: blob '{row.name}' of layer '{row.layer}' ({', '.join(row.bad)} beyond "
                      f"1e-4 x max(1, |ref|) of {report.reference})")
-    elif report.backends:
+    elif report.backends and not report.uncompared:
         lines.append(f"all {len(report.rows)} compared blobs agree within 1e-4 x max(1, |ref|)")
+    elif not report.backends:
+        lines.append(f"nothing was compared: no backend ran besides the reference ({report.reference})")
     if any(row.near_ties for row in report.rows):
         lines.append("~ indices or detections that differ where the values before them tie to float rounding, "
                      "and what is computed from them; not counted as a disagreement")
     if report.reference == "opencv":
-        lines.append("from layers where OpenCV is known not to be Caffe (" + ", ".join(sorted(OPENCV_DIFFERS))
-                     + ", MVN with normalize_variance) on, the reference is onnxruntime")
+        lines.append("from layers where OpenCV is known not to be Caffe (" + ", ".join(_opencv_differences())
+                     + ") on, the reference is onnxruntime")
     return "\n".join(lines)
+
+
+def _opencv_differences() -> list[str]:
+    from .layers.registry import LAYER_SPECS
+    return sorted(name for name, spec in LAYER_SPECS.items() if spec.opencv_differs is not None)
 
 
 __all__ = ["check_net", "format_report", "CheckReport", "BlobRow", "tolerance"]

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--proto", metavar="CAFFE_PROTO")
     convert.add_argument("--to", choices=("onnx", "pytorch"), default="onnx", help="target (default onnx)")
     convert.add_argument("-o", "--output", help="output file (default: beside the prototxt)")
-    convert.add_argument("--opset", type=int, help="ONNX opset (default: the newest onnxruntime supports)")
+    convert.add_argument("--opset", type=int, help="ONNX opset (default 18, which today's deployment runtimes accept)")
     convert.add_argument("--dynamic-batch", action="store_true", help="make the first dimension symbolic")
     convert.add_argument("--no-fold", action="store_true", help="keep BatchNorm/Scale instead of folding them")
     convert.add_argument("--format", dest="torch_format", choices=("source", "export"), default="source",
@@ -113,8 +113,8 @@ def run_info(args: argparse.Namespace) -> int:
     # Folding needs weights: without a caffemodel, --passes folds the fillers' values (as Caffe would init).
     net = read_from_args(args, init="fillers" if args.passes else "none")
     if args.passes:
-        from .passes import run_pipeline
-        lowered, report = run_pipeline(net)
+        from .api import lower
+        report = lower(net).pass_report
         if args.json:
             print(json.dumps({**summary(net), "passes": report.as_dicts()}, indent=2))
         else:
@@ -163,13 +163,12 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_one(args: argparse.Namespace, prototxt: str) -> str:
+    from .api import save_onnx, save_pytorch
     net = read_from_args(args, prototxt=prototxt)
     if args.to == "onnx":
-        from converters.onnx import save_onnx
         output = args.output or str(Path(prototxt).with_suffix(".onnx"))
         save_onnx(net, output, opset=args.opset, dynamic_batch=args.dynamic_batch, fold=not args.no_fold)
         return output
-    from converters.pytorch import save_pytorch
     suffix = ".pt2" if args.torch_format == "export" else ".py"
     output = args.output or str(Path(prototxt).with_suffix(suffix))
     save_pytorch(net, output, fold=not args.no_fold, form=args.torch_format)
@@ -179,10 +178,12 @@ def _convert_one(args: argparse.Namespace, prototxt: str) -> str:
 @command("draw")
 def run_draw(args: argparse.Namespace) -> int:
     from converters.graphviz import save_drawing
-    net = read_from_args(args, init="none")
+
+    from .api import drawn_net
+    net = drawn_net(read_from_args(args, init="none" if not args.folded else "fillers"), folded=args.folded)
     output = args.output or str(Path(args.prototxt).with_suffix("." + args.format))
     message = save_drawing(net, output, fmt=args.format, rankdir=args.rankdir, collapse=args.collapse,
-                           shapes=args.shapes, folded=args.folded)
+                           shapes=args.shapes)
     print(message or f"{args.prototxt} -> {output}")
     return 0
 

@@ -26,7 +26,7 @@ def layer_rows(net: Net) -> list[dict[str, Any]]:
             "outputs": [net.value_name(v) for v in layer.outputs],
             "shapes": [list(s) if s is not None else None for s in out_shapes],
             "params": int(sum(w.size for w in layer.weights)) if layer.weights else _expected_params(net, layer),
-            "macs": int(macs(*in_shapes, *out_shapes)) if macs and None not in in_shapes else 0,
+            "macs": int(macs(in_shapes, out_shapes)) if macs and None not in (*in_shapes, *out_shapes) else 0,
         })
     # Merge a net input's row into the layer that declared it, when several tops share one data layer.
     merged: dict[str, dict[str, Any]] = {}

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import networkx as nx
 import numpy as np
 
 from .errors import GraphError, Location
-from .layers.registry import LayerSpec, Shape, spec_of
+
+# A blob's shape: Caffe's dims, outermost first (N, C, H, W for images).
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True, order=True)
@@ -47,8 +49,8 @@ class Layer:
     extra: dict[str, Any] = field(default_factory=dict)   # unknown fork fields, as plain mappings
 
     @property
-    def spec(self) -> LayerSpec:
-        spec = spec_of(self.type)
+    def spec(self) -> "LayerSpec":
+        spec = _registry.spec_of(self.type)
         if spec is None:  # only layers with a registered spec get into a Net
             raise GraphError("unknown layer type", where=self.where, layer=self)
         return spec
@@ -82,6 +84,10 @@ class Net:
         self.inputs: list[NetInput] = []
         self.shapes: dict[Value, Shape] = {}
         self.notes: list[str] = []
+        # Outputs whose Caffe blob a pass bypassed (a last Split or Dropout): the value that carries each one
+        # now, and the blob name it stands for. Every backend names its outputs by value_name, which reads this.
+        self.output_aliases: dict[Value, str] = {}
+        self.pass_report: Any = None    # set by passes.run_pipeline: the net as the backends take it
         self._producer: dict[Value, str] = {}
         self._final: dict[str, int] | None = None    # cache: the last version of each blob
         self._order = 0
@@ -141,10 +147,18 @@ class Net:
 
     def value_name(self, value: Value) -> str:
         """A stable, unique name for a value: the blob's own name for a net input and for the final version
-        of any other blob; `blob@k` for the versions in-place layers overwrite."""
+        of any other blob; `blob@k` for the versions in-place layers overwrite. An output that stands for a
+        bypassed blob has that blob's name (and a value that would share it is `blob@k`)."""
+        alias = self.output_aliases.get(value)
+        if alias is not None:
+            return alias
         if value.blob in self._input_blobs():
-            return value.blob if value.version == 0 else f"{value.blob}@{value.version}"
-        return value.blob if value.version == self._final_versions().get(value.blob, 0) else str_at(value)
+            natural = value.blob if value.version == 0 else f"{value.blob}@{value.version}"
+        else:
+            natural = value.blob if value.version == self._final_versions().get(value.blob, 0) else str_at(value)
+        if self.output_aliases and natural in self.output_aliases.values():
+            return str_at(value)
+        return natural
 
     def _input_blobs(self) -> set[str]:
         return {i.value.blob for i in self.inputs}
@@ -228,10 +242,16 @@ class Net:
             self.replace(current, current.replace(inputs=inputs))
 
     def bypass(self, layer: Layer) -> None:
-        """Remove a one-in one-out identity layer: its readers read its input instead."""
+        """Remove a one-in one-out identity layer: its readers read its input instead. When its output was a
+        net output and its input becomes one, the input keeps the output's name (see output_aliases)."""
         (source,), (result,) = layer.inputs, layer.outputs
+        was_output = not self.consumers(result)
+        name = self.value_name(result)
         self.rewire(result, source)
         self.remove(layer)
+        self.output_aliases.pop(result, None)
+        if was_output and self.producer(source) is not None and not self.consumers(source):
+            self.output_aliases[source] = name
 
     def unique_name(self, base: str) -> str:
         name, k = base, 1
@@ -245,6 +265,8 @@ class Net:
         other.inputs = list(self.inputs)
         other.shapes = dict(self.shapes)
         other.notes = list(self.notes)
+        other.output_aliases = dict(self.output_aliases)
+        other.pass_report = self.pass_report
         other._producer = dict(self._producer)
         other._final = None
         other._order = self._order
@@ -258,6 +280,17 @@ class Net:
                 blob = net_input.value.blob
                 raise ShapeError(f"input '{blob}' declared by '{net_input.declared_by}' has no known shape; give "
                                  f"--input-shape {blob}=N,C,H,W (input_shape= in Python)", where=net_input.where)
+
+    def require_outputs(self) -> None:
+        """A net the backends lower must compute something."""
+        if not self.outputs():
+            raise GraphError("the net has no outputs (no layers, or every value it computes is read by a later "
+                             "layer or Silence)", where=self.source)
+
+    def require_lowered(self) -> None:
+        """Backends take the net as the pass pipeline leaves it (protodef.lower / passes.run_pipeline)."""
+        if self.pass_report is None:
+            raise ValueError("backends take a lowered net: call protodef.lower(net) (passes.run_pipeline) first")
 
     def validate(self) -> None:
         """Check the invariants every pass must keep (our Graph.lint)."""
@@ -278,3 +311,9 @@ class Net:
         for value in known:
             if value not in self.shapes:
                 raise GraphError(f"value '{value}' has no shape")
+
+
+from .layers import registry as _registry  # noqa: E402  (the registry imports Shape from here)
+
+if TYPE_CHECKING:
+    from .layers.registry import LayerSpec

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .layers.registry import LAYER_SPECS, LayerSpec, _load_families
+from .layers.registry import LAYER_SPECS, LayerSpec
 
 
 def _backend_table(module: str, table: str) -> set[str] | None:
@@ -14,8 +14,6 @@ def _backend_table(module: str, table: str) -> set[str] | None:
         registry = __import__(module, fromlist=[table])
     except ImportError:
         return None
-    load = getattr(registry, "load_converters", None) or getattr(registry, "_load_families")
-    load()
     return set(getattr(registry, table))
 
 
@@ -39,7 +37,6 @@ def _support(spec: LayerSpec, converters: set[str] | None) -> str:
 
 
 def render() -> str:
-    _load_families()
     onnx = _backend_table("converters.onnx.registry", "ONNX_CONVERTERS")
     torch = _backend_table("converters.pytorch.registry", "TORCH_CONVERTERS")
     lines = [

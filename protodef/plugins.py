@@ -11,7 +11,8 @@ from typing import Any, Callable
 from google.protobuf.json_format import MessageToDict
 
 from .errors import ShapeError
-from .layers.registry import FAMILIES, LAYER_SPECS, LayerSpec, Shape, register_spec, spec_of
+from .ir import Shape
+from .layers.registry import FAMILIES, LAYER_SPECS, LayerSpec, Registry, spec_of
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Plugin:
     type: str
     shape: Callable[[list[Shape], dict[str, Any]], Any]
     onnx: Callable | None = None          # (layer, ctx) -> list[onnx.NodeProto], like a built-in converter
-    torch: Callable | None = None         # (layer) -> torch.nn.Module taking the layer's inputs
+    torch: Callable | None = None         # (layer, ctx) -> torch.nn.Module taking the layer's inputs, likewise
     weights: Callable[[list[Shape], dict[str, Any]], list[Shape]] | None = None
 
 
@@ -61,25 +62,47 @@ def _is_shape(value: Any) -> bool:
 
 def register_layer(type_name: str, *, shape: Callable, onnx: Callable | None = None, torch: Callable | None = None,
                    weights: Callable | None = None, family: str = "misc", replace: bool = False) -> Plugin:
-    """Teach protodef a layer type without patching it.
+    """Teach protodef a layer type without patching it: the spec and the converters go into the same tables
+    as the built-in types', with the same converter signatures.
 
     shape(input_shapes, fields) -> one shape or a list of shapes (one per top);
     weights(input_shapes, fields) -> the shapes of the layer's blobs in the caffemodel (optional);
-    onnx(layer, ctx) -> ONNX nodes; torch(layer) -> an nn.Module. `replace=True` overrides a built-in type.
+    onnx(layer, ctx) -> a list of ONNX nodes, like converters/onnx's;
+    torch(layer, ctx) -> an nn.Module (or Steps), like converters/pytorch's.
+    `replace=True` overrides a built-in type until `unregister_layer`.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
     if spec_of(type_name) is not None and not replace:
         raise ValueError(f"layer type {type_name!r} is already known; pass replace=True to override it")
     plugin = Plugin(type_name, shape, onnx, torch, weights)
+    LAYER_SPECS.register(type_name, LayerSpec(type=type_name, params=PluginParams, family=family, source="plugin",
+                                              inputs=(0, None), outputs=(0, None), plugin=True), replace=True)
+    for table, converter in _converter_tables(onnx=onnx, torch=torch):
+        table.load()      # built-ins first, so that a replaced one comes back on unregister
+        table.register(type_name, converter, replace=True)
     PLUGINS[type_name] = plugin
-    register_spec(LayerSpec(type=type_name, params=PluginParams, family=family, source="plugin",
-                            inputs=(0, None), outputs=(0, None), plugin=True), replace=True)
     return plugin
 
 
 def unregister_layer(type_name: str) -> None:
-    """Forget a plugin (tests use this); built-in types it replaced stay replaced until re-import."""
-    PLUGINS.pop(type_name, None)
-    if type_name in LAYER_SPECS and LAYER_SPECS[type_name].plugin:
-        del LAYER_SPECS[type_name]
+    """Forget a plugin; a built-in type it replaced comes back."""
+    plugin = PLUGINS.pop(type_name, None)
+    if plugin is None:
+        return
+    LAYER_SPECS.remove(type_name)
+    for table, _ in _converter_tables(onnx=plugin.onnx, torch=plugin.torch):
+        table.remove(type_name)
+
+
+def _converter_tables(*, onnx: Callable | None, torch: Callable | None) -> list[tuple[Registry, Callable]]:
+    """The backends' converter tables a plugin has converters for (torch's only when it gives one, so that
+    registering an ONNX-only plugin never imports torch)."""
+    tables = []
+    if onnx is not None:
+        from converters.onnx.registry import ONNX_CONVERTERS
+        tables.append((ONNX_CONVERTERS, onnx))
+    if torch is not None:
+        from converters.pytorch.registry import TORCH_CONVERTERS
+        tables.append((TORCH_CONVERTERS, torch))
+    return tables

@@ -592,7 +592,7 @@ def test_onnx_input_without_a_shape(tmp_path):
 
 def test_pytorch_input_without_a_shape(tmp_path):
     pytest.importorskip("torch")
-    from converters.pytorch import save_pytorch
+    from protodef import save_pytorch
     net = read_net(prototxt(tmp_path, NO_SHAPE))
     line = failure(ShapeError, save_pytorch, net, tmp_path / "out.py")
     assert "'x'" in line and "--input-shape x=" in line
@@ -602,23 +602,16 @@ def test_onnx_blob_with_an_empty_name(tmp_path):
     from protodef.api import to_onnx
     path = prototxt(tmp_path, 'input: "" input_shape { dim: 3 }\n' + INPUT
                     + 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n')
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            to_onnx(read_net(path))
-        except ProtodefError:
-            pass
+    line = failure(UnsupportedError, to_onnx, read_net(path))
+    assert line == f"{path}: the ONNX checker refuses the converted model: Field 'name' of 'value_info' is " \
+                   "required to be non-empty."
 
 
-def test_drawing_an_empty_net(tmp_path):
-    from converters.graphviz import draw
-    net = read_net(prototxt(tmp_path, 'name: "empty"\n'), init="none")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            draw(net)
-        except ProtodefError:
-            pass
+def test_an_empty_net_is_refused_when_read(tmp_path):
+    path = prototxt(tmp_path, 'name: "empty"\n')
+    assert failure(GraphError, read_net, path, init="none") == (
+        f"{path}: the net is empty: it declares no inputs and, in this phase, no layers: expected at least one "
+        "input or layer")
 
 
 def test_intermediate_blob_larger_than_caffe_allows(tmp_path):

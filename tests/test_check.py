@@ -47,7 +47,7 @@ def doubler():
                                  name=layer.name)]
 
     protodef.register_layer("Doubler", shape=lambda inputs, fields: inputs[0], onnx=onnx_lowering,
-                            torch=lambda layer: Triple())
+                            torch=lambda layer, ctx: Triple())
     yield
     unregister_layer("Doubler")
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import reference_detection as reference
-from converters.onnx import to_onnx
-from converters.pytorch import to_torch
+from protodef import to_onnx
+from protodef import load
 from protodef.api import read_net
 from protodef.attach import random_weights
 from protodef.errors import ShapeError, UnsupportedError
@@ -71,7 +71,7 @@ def run_onnx(net, inputs: dict[str, np.ndarray], also: tuple[str, ...] = ()) -> 
 def run_torch(net, inputs: dict[str, np.ndarray], watch: str | None = None) -> dict[str, np.ndarray]:
     """The net's outputs through the torch module; with `watch`, also the inputs that module's layer got
     (as `watch:0`, `watch:1`, ...)."""
-    module = to_torch(net)
+    module = load(net)
     seen: dict[str, np.ndarray] = {}
     if watch is not None:
         def record(_module, args):
@@ -137,7 +137,7 @@ def test_corpus_shapes_match_opencv(key, ssd_net):
         if layer.type == "DetectionOutput":
             # OpenCV sizes it for keep_top_k rows; Caffe's Reshape gives one placeholder row, the count is dynamic.
             assert net.shape(layer.outputs[0]) == (1, 1, 1, 7)
-            assert layer.spec.extras["dynamic_axes"] == {0: {2: "detections"}}
+            assert layer.spec.dynamic_axes == {0: {2: "detections"}}
             continue
         assert [net.shape(v) for v in layer.outputs] == theirs[layer.caffe_name], layer.name
         checked += layer.type in ("Permute", "Normalize", "PriorBox")
@@ -475,7 +475,7 @@ def test_detection_output_with_a_symbolic_batch(tmp_path):
 
 def test_generated_source_and_torchscript_detect_the_same(tmp_path):
     import importlib.util
-    from converters.pytorch import save_pytorch
+    from protodef import save_pytorch
     settings = ("code_type: CENTER_SIZE nms_param { nms_threshold: 0.45 top_k: 30 } keep_top_k: 20 "
                 "confidence_threshold: 0.5 background_label_id: 0")
     text = detection_net(2, 3, True, settings) + (
@@ -490,6 +490,6 @@ def test_generated_source_and_torchscript_detect_the_same(tmp_path):
     args = [torch.from_numpy(feeds[i.value.blob]) for i in net.inputs]
     expected = run_torch(net, feeds)
     with torch.no_grad():
-        for what, module in (("source", generated.load_model()), ("TorchScript", torch.jit.script(to_torch(net)))):
+        for what, module in (("source", generated.load_model()), ("TorchScript", torch.jit.script(load(net)))):
             for name, value in zip(("y", "n"), module(*args)):
                 assert_close(value.numpy(), expected[name], f"{what} {name}")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import importlib.util
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -10,6 +9,7 @@ import xml.etree.ElementTree as ET
 import graphviz
 import pytest
 
+import protodef
 from converters.graphviz import draw, find_blocks, save_drawing
 from converters.graphviz.labels import param_text
 from converters.graphviz.stacks import stack_layers
@@ -371,11 +371,7 @@ def test_draw_returns_a_jupyter_displayable_digraph(resnet50):
 
 
 def test_folded_draws_after_the_passes(resnet50):
-    if importlib.util.find_spec("protodef.passes") is None:
-        with pytest.raises(UnsupportedError, match="passes"):
-            draw(resnet50, folded=True)
-        return
-    graph = parse_dot(draw(resnet50, folded=True).source)
+    graph = parse_dot(protodef.draw(resnet50, folded=True).source)
     labels = " ".join(text_of(attrs.get("label", "")) for attrs in graph["nodes"].values())
     assert "BatchNorm" not in labels and "Convolution" in labels
     assert len(clusters_with(graph, "block:")) == 16

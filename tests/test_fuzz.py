@@ -117,8 +117,8 @@ def go_further(net, *, fill: bool) -> None:
             return
     from protodef.api import to_onnx
     only_protodef_errors(to_onnx, net)
-    from converters.pytorch import to_torch
-    only_protodef_errors(to_torch, net)
+    from protodef import load
+    only_protodef_errors(load, net)
     from converters.graphviz import draw
     only_protodef_errors(draw, net)
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import reference_layers as ref
-from converters.onnx import to_onnx
-from converters.pytorch import save_pytorch, to_torch
+from protodef import to_onnx
+from protodef import load, save_pytorch
 from protodef.api import read_net
 from protodef.errors import SchemaError, ShapeError, UnsupportedError
 from protodef.weights import write_caffemodel
@@ -70,7 +70,7 @@ def run_onnx(net, inputs, **options) -> dict[str, np.ndarray]:
 
 
 def run_torch(net, inputs, script: bool = False) -> dict[str, np.ndarray]:
-    module = to_torch(net)
+    module = load(net)
     names, arguments = module.output_names, [torch.from_numpy(inputs[n]) for n in module.input_names]
     if script:
         module = torch.jit.script(module)
@@ -485,9 +485,9 @@ def test_batch_free_forms(tmp_path):
     graph_outputs = run_torch(net, inputs)
     save_pytorch(net, tmp_path / "longtail.pt2", form="export")
     exported = torch.export.load(tmp_path / "longtail.pt2").module()
-    names = to_torch(net).output_names
+    names = load(net).output_names
     with torch.no_grad():
-        results = exported(*(torch.from_numpy(other[n]) for n in to_torch(net).input_names))
+        results = exported(*(torch.from_numpy(other[n]) for n in load(net).input_names))
     for name, value in zip(names, results):
         assert_close(value.numpy(), expected(other)[name], f"torch.export at batch 3: {name}")
     save_pytorch(net, tmp_path / "longtail.py")
@@ -495,7 +495,7 @@ def test_batch_free_forms(tmp_path):
     exec(compile((tmp_path / "longtail.py").read_text(), "longtail.py", "exec"), namespace)
     generated = namespace["load_model"]()
     with torch.no_grad():
-        results = generated(*(torch.from_numpy(inputs[n]) for n in to_torch(net).input_names))
+        results = generated(*(torch.from_numpy(inputs[n]) for n in load(net).input_names))
     for name, value in zip(names, results):
         assert np.array_equal(value.numpy(), graph_outputs[name]), f"generated source differs: {name}"
 

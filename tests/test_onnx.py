@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from converters.onnx import MIN_OPSET, default_opset, save_onnx, to_onnx
+from converters.onnx import DEFAULT_OPSET, MIN_OPSET
+from protodef import lower, save_onnx, to_onnx
 from protodef.api import read_net
 from protodef.errors import ShapeError, UnsupportedError
 from protodef.weights import write_caffemodel
@@ -405,7 +406,7 @@ def test_batch_norm(tmp_path, factor, global_stats, eps, shape):
                                      global_stats)
     inputs = random_inputs(net)
     for fold in (True, False):
-        for opset in sorted({MIN_OPSET, 17, 18, default_opset()}):   # ReduceMean's axes became an input at 18
+        for opset in sorted({MIN_OPSET, DEFAULT_OPSET, 18, onnx.defs.onnx_opset_version()}):   # ReduceMean's axes became an input at 18
             model = to_onnx(net, fold=fold, opset=opset)
             check_shapes(model, net)
             (output,) = run_onnx(model, inputs).values()
@@ -708,7 +709,7 @@ def test_every_opset_from_13_computes_the_same(tmp_path):
     _, _, net = write_net(tmp_path, textwrap.dedent(KITCHEN_SINK), seed=5)
     inputs = random_inputs(net)
     baseline = run_onnx(to_onnx(net), inputs)
-    for opset in range(MIN_OPSET, default_opset() + 1):
+    for opset in range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1):
         model = to_onnx(net, opset=opset)
         assert model.opset_import[0].version == opset
         check_shapes(model, net)
@@ -742,14 +743,12 @@ def test_opset_out_of_range_is_refused(tmp_path):
             to_onnx(net, opset=opset)
 
 
-def test_default_opset_is_the_newest_onnxruntime_runs():
-    opset = default_opset()
-    assert MIN_OPSET <= opset <= onnx.defs.onnx_opset_version()
-    newer = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []),
-                                   opset_imports=[onnx.helper.make_opsetid("", opset + 1)])
-    if opset < onnx.defs.onnx_opset_version():
-        with pytest.raises(Exception):
-            ort.InferenceSession(newer.SerializeToString(), providers=["CPUExecutionProvider"])
+def test_the_default_opset_is_fixed_and_deployable(tmp_path):
+    """One prototxt gives the same model on every machine: the default opset is a constant that today's
+    deployment runtimes accept (at most 18), whatever onnxruntime is installed."""
+    _, _, net = write_net(tmp_path, one_layer('layer { name: "r" type: "ReLU" bottom: "data" top: "r" }'))
+    assert MIN_OPSET <= DEFAULT_OPSET <= 18
+    assert to_onnx(net).opset_import[0].version == DEFAULT_OPSET
 
 
 DYNAMIC = """
@@ -813,10 +812,8 @@ def test_unsupported_layers_are_named_before_anything_is_written(tmp_path):
 
 def test_every_layer_type_has_an_onnx_converter():
     """Data layers become net inputs and the passes drop training-only layers; every other type converts."""
-    from converters.onnx.registry import ONNX_CONVERTERS, load_converters
-    from protodef.layers.registry import LAYER_SPECS, spec_of
-    spec_of("Convolution")   # loads every layer family
-    load_converters()
+    from converters.onnx.registry import ONNX_CONVERTERS
+    from protodef.layers.registry import LAYER_SPECS
     missing = [t for t, spec in LAYER_SPECS.items()
                if not (spec.produces_input or spec.training_only or spec.plugin) and t not in ONNX_CONVERTERS]
     assert missing == []
@@ -843,8 +840,7 @@ def test_saved_model_metadata(tmp_path):
 def test_conversion_never_imports_torch():
     code = textwrap.dedent(f"""
         import sys
-        from protodef.api import read_net
-        from converters.onnx import to_onnx
+        from protodef.api import read_net, to_onnx
         to_onnx(read_net({str(REPO / "samples" / "tiny" / "tiny.prototxt")!r}, init="random"))
         assert "torch" not in sys.modules, "torch was imported"
     """)
@@ -945,12 +941,12 @@ def run_onnx_values(model, inputs, names):
 def test_corpus_deploy_net(tmp_path, path):
     """Each corpus deploy net that protodef builds and OpenCV loads: onnxruntime equals OpenCV (random
     weights, our writer), folded and (where there is something to fold) unfolded."""
-    from converters.onnx.lower import prepare, unsupported_layers
+    from converters.onnx.lower import unsupported_layers
     try:
         net = read_net(path, init="random", input_shape=INPUT_SHAPES.get(path.name, {}), seed=1)
     except Exception as error:   # noqa: BLE001  (a net the front end cannot build is not this test's subject)
         pytest.skip(f"does not build: {error}")
-    missing = sorted({layer.type for layer in unsupported_layers(prepare(net, fold=True))})
+    missing = sorted({layer.type for layer in unsupported_layers(lower(net, fold=True))})
     if missing:
         pytest.skip(f"no ONNX lowering for {', '.join(missing)}")
     differs = unsupported_by_opencv(net)

@@ -27,7 +27,7 @@ def gain():
         return [onnx.helper.make_node("Mul", [ctx.value(layer.inputs[0]), factor], [ctx.value(layer.outputs[0])],
                                       name=layer.name)]
 
-    def torch_lowering(layer):
+    def torch_lowering(layer, ctx):
         import torch
 
         class Gain(torch.nn.Module):

@@ -45,7 +45,7 @@ def test_every_layer_shape_equals_opencv(path, tmp_path):
     for layer in net.layers():
         if names.count(layer.caffe_name) != 1 or layer.caffe_name not in opencv:
             continue
-        if layer.spec.extras.get("dynamic_axes"):
+        if layer.spec.dynamic_axes:
             continue     # DetectionOutput's row count depends on the data (OpenCV pads it to keep_top_k)
         theirs = opencv[layer.caffe_name]
         ours = [net.shape(v) for v in layer.outputs]

@@ -22,15 +22,13 @@ FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install graphviz (Debian/Ubuntu: apt-get install graphviz)"
 
 
-def draw(net: Net, *, rankdir: str = "TB", collapse: bool = False, shapes: bool = True,
-         folded: bool = False) -> graphviz.Digraph:
-    """The net as a graphviz Digraph (shown inline by Jupyter; `.source` is the DOT text).
+def draw(net: Net, *, rankdir: str = "TB", collapse: bool = False, shapes: bool = True) -> graphviz.Digraph:
+    """The net as a graphviz Digraph (shown inline by Jupyter; `.source` is the DOT text); a net from the pass
+    pipeline draws what the backends see.
 
     collapse: draw each block (residual block, Inception module) as one node, repeats of a block as one node
-    with a count; otherwise blocks are labelled clusters. folded: draw what the backends see, after the
-    lowering passes. shapes: label edges with the shape of the blob they carry."""
-    if folded:
-        net = _after_passes(net)
+    with a count; otherwise blocks are labelled clusters. shapes: label edges with the shape of the blob they
+    carry."""
     stacks = stack_layers(net)
     structure = find_blocks(net, stacks)
     canvas = _Canvas(net, stacks, graphviz.Digraph(
@@ -45,12 +43,12 @@ def draw(net: Net, *, rankdir: str = "TB", collapse: bool = False, shapes: bool 
 
 
 def save_drawing(net: Net, output: str | os.PathLike, *, fmt: str = "svg", rankdir: str = "TB",
-                 collapse: bool = False, shapes: bool = True, folded: bool = False) -> str | None:
+                 collapse: bool = False, shapes: bool = True) -> str | None:
     """Write the drawing to `output` as svg, png, pdf or dot. Without graphviz's `dot` program, write the DOT
     source beside `output` instead and return a one-line message saying so (None when `output` was written)."""
     if fmt not in FORMATS:
         raise UnsupportedError("unknown drawing format", expected=" or ".join(FORMATS), found=fmt)
-    graph = draw(net, rankdir=rankdir, collapse=collapse, shapes=shapes, folded=folded)
+    graph = draw(net, rankdir=rankdir, collapse=collapse, shapes=shapes)
     if fmt == "dot":
         atomic_write(output, graph.source)
         return None
@@ -66,25 +64,6 @@ def save_drawing(net: Net, output: str | os.PathLike, *, fmt: str = "svg", rankd
                           where=str(output)) from None
     atomic_write(output, data)
     return None
-
-
-def _after_passes(net: Net) -> Net:
-    try:
-        from protodef.passes import run_pipeline
-    except ModuleNotFoundError as error:
-        if not (error.name or "").startswith("protodef.passes"):
-            raise
-        raise UnsupportedError("--folded needs the lowering passes (protodef.passes), which this installation "
-                               "does not have") from None
-    from protodef.attach import expected_weight_shapes, fill_weights
-
-    missing = [layer.name for layer in net.layers() if expected_weight_shapes(net, layer) and not layer.weights]
-    if missing:
-        # The passes fold arithmetic, so they need numbers; a drawing shows only the structure, which does not
-        # depend on them: a net read without weights gets its fillers' values.
-        net = fill_weights(net, only=missing)
-    folded, _ = run_pipeline(net, fold=True)
-    return folded
 
 
 @dataclass

@@ -2,12 +2,11 @@
 write them ("64, 7×7/2, pad 3"), and shapes from shape inference."""
 from __future__ import annotations
 
-import math
-from functools import cache
 from html import escape
 from typing import Any, Callable
 
 from protodef.ir import Layer, Net, NetInput, Value
+from protodef.layers.common import is_proto_default
 
 from .blocks import Block, Run
 from .stacks import Stack, StackGraph
@@ -83,7 +82,7 @@ def _field_text(layer_type: str, field: str, value: Any) -> str | None:
         return None
     if field in _FIELD_TEXT:
         return _FIELD_TEXT[field](value)
-    if _is_proto_default(layer_type, field, value):
+    if is_proto_default(layer_type, field, value):
         return None
     words = field.replace("_", " ")
     if isinstance(value, bool):
@@ -93,48 +92,6 @@ def _field_text(layer_type: str, field: str, value: Any) -> str | None:
     if isinstance(value, tuple):
         return f"{words} {','.join(map(str, value))}"
     return f"{words} {value}"
-
-
-def _is_proto_default(layer_type: str, field: str, value: Any) -> bool:
-    """Whether caffe.proto gives `field` of this type's parameter message `value` as its default."""
-    if not isinstance(value, (int, float, bool, str)):
-        return False
-    proto_field = _proto_field(layer_type, field)
-    if proto_field is None or proto_field.is_repeated:
-        return False
-    default = proto_field.default_value
-    if proto_field.enum_type is not None:
-        return value == proto_field.enum_type.values_by_number[default].name
-    if isinstance(value, str):
-        return False
-    if isinstance(default, float) or isinstance(value, float):
-        return math.isclose(float(value), float(default), rel_tol=1e-6, abs_tol=1e-12)
-    return value == default
-
-
-@cache
-def _proto_field(layer_type: str, field: str) -> Any:
-    """The caffe.proto field behind a spec field: same name, or the one name ending in it (LRN's `region` is
-    `norm_region`, Dropout's `ratio` is `dropout_ratio`)."""
-    descriptor = _param_message(layer_type)
-    if descriptor is None:
-        return None
-    if field in descriptor.fields_by_name:
-        return descriptor.fields_by_name[field]
-    candidates = [f for f in descriptor.fields if f.name.endswith("_" + field)]
-    return candidates[0] if len(candidates) == 1 else None
-
-
-@cache
-def _param_message(layer_type: str) -> Any:
-    """The XxxParameter message of a type by Caffe's naming (InnerProduct -> inner_product_param), if any."""
-    from caffe_proto import caffe_pb2
-
-    wanted = layer_type.lower() + "param"
-    for field in caffe_pb2.LayerParameter.DESCRIPTOR.fields:
-        if field.name.endswith("_param") and field.name.replace("_", "") == wanted:
-            return field.message_type
-    return None
 
 
 # ---- HTML labels ----------------------------------------------------------------------------------------------

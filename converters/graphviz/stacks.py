@@ -9,10 +9,6 @@ import networkx as nx
 
 from protodef.ir import Layer, Net, NetInput, Value
 
-# Per-element layers that read like part of the layer before them even when the prototxt gives them their
-# own top (DenseNet's BatchNorm, out-of-place ReLUs in converted nets).
-_STACKABLE_TYPES = frozenset({"BatchNorm", "Scale", "Bias"})
-
 
 @dataclass(frozen=True)
 class Stack:
@@ -96,6 +92,6 @@ def _stack_to_join(net: Net, layer: Layer, owner: dict[str, str], reads: Counter
     if before is None or len(before.outputs) != 1 or reads[value] != 1:
         return None
     in_place = layer.outputs[0].blob == value.blob
-    if not (in_place or layer.spec.family == "activation" or layer.type in _STACKABLE_TYPES):
+    if not (in_place or layer.spec.family == "activation" or layer.spec.stacks_in_drawing):
         return None
     return owner[before.name]

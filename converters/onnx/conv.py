@@ -36,7 +36,6 @@ def convolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 # The depthwise forks' params already carry group = channels.
 onnx_converter("ConvolutionDepthwise")(convolution)
-onnx_converter("DepthwiseConvolution")(convolution)
 
 
 @onnx_converter("Deconvolution")

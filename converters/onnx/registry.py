@@ -13,12 +13,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from protodef.errors import UnsupportedError
-from protodef.ir import Layer, Net, Value
-from protodef.layers.registry import Shape
+from protodef.ir import Layer, Net, Shape, Value
+from protodef.layers.registry import Registry
 
 Converter = Callable[[Layer, "OnnxContext"], list[onnx.NodeProto]]
 
-ONNX_CONVERTERS: dict[str, Converter] = {}
+# Built-in converters and plugins' alike, keyed by the spec's type (an alias finds its spec's converter).
+ONNX_CONVERTERS: Registry[Converter] = Registry("ONNX converter", "converters.onnx.families")
 
 # Which of a layer's weight blobs a plain initializer name means (Caffe's blob order).
 _BLOB_INDEX = {"weight": 0, "bias": 1}
@@ -26,28 +27,11 @@ _BLOB_INDEX = {"weight": 0, "bias": 1}
 
 def onnx_converter(type_name: str) -> Callable[[Converter], Converter]:
     """Register the ONNX converter of Caffe layer type `type_name` (once: a second one is an error)."""
-
-    def register(function: Converter) -> Converter:
-        if type_name in ONNX_CONVERTERS:
-            raise ValueError(f"an ONNX converter for {type_name!r} is already registered "
-                             f"({ONNX_CONVERTERS[type_name].__module__}.{ONNX_CONVERTERS[type_name].__name__})")
-        ONNX_CONVERTERS[type_name] = function
-        return function
-
-    return register
+    return ONNX_CONVERTERS.decorator(type_name)
 
 
 def converter_for(layer: Layer) -> Converter | None:
-    """The converter of `layer`: a plugin's own `onnx=` function first, then the built-in table."""
-    load_converters()
-    if layer.spec.plugin:
-        return getattr(layer.params.plugin, "onnx", None)
-    return ONNX_CONVERTERS.get(layer.type)
-
-
-def load_converters() -> None:
-    """Import every family module; each registers its converters on import."""
-    from . import families  # noqa: F401  (each family module registers its converters on import)
+    return ONNX_CONVERTERS.get(layer.spec.type)
 
 
 def value_names(net: Net) -> dict[Value, str]:

@@ -6,41 +6,37 @@
     save_pytorch(net, "resnet50.pt2", form="export")
 
 The GraphModule works with torch.export.export, torch.compile, torch.jit.script and torch.jit.trace (both
-tested; TorchScript is deprecated upstream, prefer export), `.to(device)` and `.half()`. With `fold=True` (the default) BatchNorm and Scale are folded into the
-convolutions before them, which is fastest for inference. With `fold=False` each BatchNorm stays an
-nn.BatchNorm*d holding Caffe's statistics, with the Scale after it as its affine weight and bias, for
-fine-tuning in train mode; in eval mode it computes what Caffe does.
+tested; TorchScript is deprecated upstream, prefer export), `.to(device)` and `.half()`. The net comes from the
+pass pipeline (protodef.lower): folded, BatchNorm and Scale are in the convolutions before them, which is fastest
+for inference; unfolded, each BatchNorm stays an nn.BatchNorm*d holding Caffe's statistics, with the Scale after
+it as its affine weight and bias, for fine-tuning in train mode; in eval mode it computes what Caffe does.
 """
 from __future__ import annotations
 
 import os
-from typing import Mapping
-
 import torch.fx as fx
 
 from protodef.ir import Net
-from protodef.layers.registry import Shape
 
 from .lower import lower_torch
 from .registry import Step, TorchContext, torch_converter, with_weights
 
-__all__ = ["to_torch", "save_pytorch", "load", "lower_torch", "torch_converter", "Step", "TorchContext",
+__all__ = ["to_torch", "save_pytorch", "lower_torch", "torch_converter", "Step", "TorchContext",
            "with_weights"]
 
 
-def to_torch(net: Net, *, fold: bool = True) -> fx.GraphModule:
-    """The GraphModule computing `net` as Caffe does at test time, in eval mode.
+def to_torch(net: Net) -> fx.GraphModule:
+    """The GraphModule computing a lowered net (protodef.lower) as Caffe does at test time, in eval mode.
 
     forward takes the net's inputs in Caffe's order (argument names are the input blob names, made into
     identifiers) and returns the output tensor, or a tuple in the order of the module's `output_names`.
     `caffe_names` maps each submodule name back to its Caffe layer name.
     """
-    return lower_torch(prepare(net, fold=fold)).module
+    return lower_torch(net).module
 
 
-def save_pytorch(net: Net, path: str | os.PathLike, *, fold: bool = True, form: str = "source",
-                 dynamic_batch: bool = True) -> list[str]:
-    """Write the net for PyTorch; returns the paths written (each written atomically).
+def save_pytorch(net: Net, path: str | os.PathLike, *, form: str = "source", dynamic_batch: bool = True) -> list[str]:
+    """Write a lowered net for PyTorch; returns the paths written (each written atomically).
 
     form="source": `path` (a .py file defining an nn.Module class named after the net, needing only torch)
     and its weights beside it (`<stem>.pt`, a state dict). form="export": a torch.export program (`.pt2`)
@@ -48,26 +44,9 @@ def save_pytorch(net: Net, path: str | os.PathLike, *, fold: bool = True, form: 
     """
     from .save import save_export, save_source
 
-    lowering = lower_torch(prepare(net, fold=fold))
+    if form not in ("source", "export"):
+        raise ValueError(f"form must be 'source' or 'export', not {form!r}")
+    lowering = lower_torch(net)
     if form == "source":
         return save_source(lowering, net, path)
-    if form == "export":
-        return save_export(lowering, net, path, dynamic_batch=dynamic_batch)
-    raise ValueError(f"form must be 'source' or 'export', not {form!r}")
-
-
-def load(prototxt: str | os.PathLike, weights: str | os.PathLike | None = None, *, phase: str = "test",
-         fold: bool = True, input_shape: Mapping[str, Shape] | None = None) -> fx.GraphModule:
-    """Read a prototxt (and caffemodel; without one, weights come from Caffe's fillers) into a GraphModule."""
-    from protodef.api import read_net
-
-    net = read_net(prototxt, weights, phase=phase.upper(), input_shape=input_shape)
-    return to_torch(net, fold=fold)
-
-
-def prepare(net: Net, *, fold: bool) -> Net:
-    """The lowering passes: training-only layers, Split and Dropout removed; BatchNorm and Scale folded."""
-    from protodef.passes import run_pipeline
-
-    prepared, _report = run_pipeline(net, fold=fold)
-    return prepared
+    return save_export(lowering, net, path, dynamic_batch=dynamic_batch)

@@ -14,7 +14,6 @@ _DECONV = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 @torch_converter("Convolution")
 @torch_converter("ConvolutionDepthwise")
-@torch_converter("DepthwiseConvolution")
 def convolution(layer: Layer, ctx: TorchContext) -> nn.Module:
     """Caffe's weights (num_output, C/group, *kernel) are torch's Conv layout."""
     return _convolution(layer, ctx, _CONV)

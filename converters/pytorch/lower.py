@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 from torch import nn
 
-from protodef.errors import GraphError, UnsupportedError
+from protodef.errors import UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .registry import Constructor, Step, TorchContext, converter_for
@@ -58,12 +58,11 @@ def lower_torch(net: Net) -> Lowering:
     """The GraphModule computing `net` (in eval mode): forward takes the net's inputs in Caffe's order and
     returns its output, or a tuple of outputs in the order of `output_names`. `value_nodes` maps the IR's value
     names (net.value_name) to the graph nodes computing them, for comparing intermediate blobs."""
-    check_convertible(net)
+    net.require_lowered()
     net.require_input_shapes()
+    net.require_outputs()
+    check_convertible(net)
     outputs = net.outputs()
-    if not outputs:
-        raise GraphError("the net has no outputs (every value it computes is read by a later layer or Silence)",
-                         where=net.source)
     builder = GraphBuilder(net)
     for net_input in net.inputs:
         builder.values[net_input.value] = builder.graph.placeholder(builder.arguments.identifier(net_input.value.blob))
@@ -165,9 +164,7 @@ def check_convertible(net: Net) -> None:
         return
     listed = "; ".join(f"{t} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
                        for t, names in missing.items())
-    training = [t for t in missing if net.layers(type=t)[0].spec.training_only]
-    hint = " (training-only layers: run protodef.passes.run_pipeline first, which removes them)" if training else ""
-    raise UnsupportedError(f"the PyTorch backend has no converter for {len(missing)} layer type(s): {listed}{hint}",
+    raise UnsupportedError(f"the PyTorch backend has no converter for {len(missing)} layer type(s): {listed}",
                            where=net.source)
 
 

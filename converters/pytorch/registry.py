@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from protodef.errors import UnsupportedError, WeightsError
-from protodef.ir import Layer, Net, Value
-from protodef.layers.registry import Shape
+from protodef.ir import Layer, Net, Shape, Value
+from protodef.layers.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -48,51 +48,17 @@ class Step:
 Lowered = Union[nn.Module, Step, list, None]
 Converter = Callable[[Layer, "TorchContext"], Lowered]
 
-TORCH_CONVERTERS: dict[str, Converter] = {}
+# Built-in converters and plugins' alike, keyed by the spec's type (an alias finds its spec's converter).
+TORCH_CONVERTERS: Registry[Converter] = Registry("PyTorch converter", "converters.pytorch.families")
 
 
 def torch_converter(type_name: str) -> Callable[[Converter], Converter]:
     """Register the PyTorch converter of Caffe layer type `type_name` (once: a second one is an error)."""
-
-    def register(function: Converter) -> Converter:
-        if type_name in TORCH_CONVERTERS:
-            existing = TORCH_CONVERTERS[type_name]
-            raise ValueError(f"a PyTorch converter for {type_name!r} is already registered "
-                             f"({existing.__module__}.{existing.__name__})")
-        TORCH_CONVERTERS[type_name] = function
-        return function
-
-    return register
+    return TORCH_CONVERTERS.decorator(type_name)
 
 
 def converter_for(layer: Layer) -> Converter | None:
-    """The converter of `layer`: a plugin's own `torch=` function first, then the built-in table."""
-    _load_families()
-    if layer.spec.plugin:
-        plugin_torch = getattr(layer.params.plugin, "torch", None)
-        return None if plugin_torch is None else _plugin_converter(plugin_torch)
-    return TORCH_CONVERTERS.get(layer.type)
-
-
-def _plugin_converter(make: Callable[[Layer], nn.Module]) -> Converter:
-    def plugin(layer: Layer, ctx: "TorchContext") -> nn.Module:
-        module = make(layer)
-        if not isinstance(module, nn.Module):
-            raise UnsupportedError("the plugin's torch= function must return an nn.Module", layer=layer,
-                                   where=layer.where, found=type(module).__name__)
-        return module
-
-    return plugin
-
-
-def _load_families() -> None:
-    from . import families  # noqa: F401  (each family module registers its converters on import)
-
-
-# Layer types whose torch result is a new tensor that their backward does not need (torchvision puts
-# ReLU(inplace=True) after the same modules); Concat is not one: with one input it is the identity.
-FRESH_OUTPUT_TYPES = {"Convolution", "Deconvolution", "ConvolutionDepthwise", "DepthwiseConvolution",
-                      "InnerProduct", "BatchNorm", "Scale", "Bias", "ChannelAffine", "Eltwise"}
+    return TORCH_CONVERTERS.get(layer.spec.type)
 
 
 @dataclass(frozen=True)
@@ -146,7 +112,7 @@ class TorchContext:
         a net input, not a view of another tensor)."""
         value = layer.inputs[index]
         producer = self.net.producer(value)
-        return (producer is not None and producer.type in FRESH_OUTPUT_TYPES
+        return (producer is not None and producer.spec.fresh_output
                 and len(self.net.consumers(value)) == 1)
 
     def absorb(self, layer: Layer, into: Layer) -> None:

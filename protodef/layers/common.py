@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
+from functools import cache
 from typing import Any, Iterable
 
+from caffe_proto import caffe_pb2
+
 from ..errors import SchemaError, ShapeError
-from .registry import Shape
+from ..ir import Shape
 
 
 # Caffe's Blob::Reshape refuses a blob of more than INT_MAX elements ("blob size exceeds INT_MAX").
@@ -125,3 +128,43 @@ class ConstantFiller:
 
     def __init__(self, value: float):
         self.value = value
+
+
+def is_proto_default(layer_type: str, field: str, value: Any) -> bool:
+    """Whether caffe.proto gives `field` of this type's parameter message `value` as its default."""
+    if not isinstance(value, (int, float, bool, str)):
+        return False
+    proto_field = _proto_field(layer_type, field)
+    if proto_field is None or proto_field.is_repeated:
+        return False
+    default = proto_field.default_value
+    if proto_field.enum_type is not None:
+        return value == proto_field.enum_type.values_by_number[default].name
+    if isinstance(value, str):
+        return False
+    if isinstance(default, float) or isinstance(value, float):
+        return math.isclose(float(value), float(default), rel_tol=1e-6, abs_tol=1e-12)
+    return value == default
+
+
+@cache
+def _proto_field(layer_type: str, field: str) -> Any:
+    """The caffe.proto field behind a spec field: same name, or the one name ending in it (LRN's `region` is
+    `norm_region`, Dropout's `ratio` is `dropout_ratio`)."""
+    descriptor = _param_message(layer_type)
+    if descriptor is None:
+        return None
+    if field in descriptor.fields_by_name:
+        return descriptor.fields_by_name[field]
+    candidates = [f for f in descriptor.fields if f.name.endswith("_" + field)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+@cache
+def _param_message(layer_type: str) -> Any:
+    """The XxxParameter message of a type by Caffe's naming (InnerProduct -> inner_product_param), if any."""
+    wanted = layer_type.lower() + "param"
+    for field in caffe_pb2.LayerParameter.DESCRIPTOR.fields:
+        if field.name.endswith("_param") and field.name.replace("_", "") == wanted:
+            return field.message_type
+    return None

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .common import canonical_axis, count, positive, reject_unhonoured, spatial
-from .registry import Shape, alias, layer
+from .registry import Shape, layer
 
 _CONV_FIELDS = ("num_output", "bias_term", "pad", "kernel_size", "stride", "dilation", "group", "pad_h", "pad_w",
                 "kernel_h", "kernel_w", "stride_h", "stride_w", "axis", "force_nd_im2col", "weight_filler",
@@ -77,9 +77,9 @@ class Convolution:
     def weight_fillers(self) -> list[Any]:
         return [self.weight_filler, self.bias_filler]
 
-    def macs(self, x: Shape, y: Shape) -> int:
+    def macs(self, inputs: list[Shape], outputs: list[Shape]) -> int:
         per_output = (self.in_channels // self.group) * count(self.kernel)
-        return count(y) * per_output
+        return count(outputs[0]) * per_output
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class Deconvolution(Convolution):
         weight = (self.in_channels, self.num_output // self.group, *self.kernel)
         return [weight, (self.num_output,)] if self.bias_term else [weight]
 
-    def macs(self, x: Shape, y: Shape) -> int:
-        return count(x) * (self.num_output // self.group) * count(self.kernel)
+    def macs(self, inputs: list[Shape], outputs: list[Shape]) -> int:
+        return count(inputs[0]) * (self.num_output // self.group) * count(self.kernel)
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,10 @@ def _deconv_size(size: int, k: int, s: int, p: int, d: int) -> int:
 
 
 layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
-      in_place_ok=False, honoured=_CONV_FIELDS)(Convolution)
+      in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True)(Convolution)
 layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
-      in_place_ok=False, honoured=_CONV_FIELDS)(Deconvolution)
-layer("ConvolutionDepthwise", family="conv", source="ShuffleNet fork (farmingyard)",
-      label=("num_output", "kernel", "stride", "pad", "dilation"), in_place_ok=False, honoured=_CONV_FIELDS)(DepthwiseConvolution)
-alias("DepthwiseConvolution", "ConvolutionDepthwise", source="MobileNet fork (yonghenglh6, eric612)")
+      in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True)(Deconvolution)
+layer("ConvolutionDepthwise", family="conv", aliases=("DepthwiseConvolution",),
+      source="ShuffleNet fork (farmingyard); as DepthwiseConvolution: MobileNet forks (yonghenglh6, eric612)",
+      label=("num_output", "kernel", "stride", "pad", "dilation"), in_place_ok=False, honoured=_CONV_FIELDS,
+      fresh_output=True)(DepthwiseConvolution)

@@ -42,8 +42,9 @@ class InnerProduct:
     def weight_fillers(self) -> list[Any]:
         return [self.weight_filler, self.bias_filler]
 
-    def macs(self, x: Shape, y: Shape) -> int:
-        return count(y) * self.in_features
+    def macs(self, inputs: list[Shape], outputs: list[Shape]) -> int:
+        return count(outputs[0]) * self.in_features
 
 
-layer("InnerProduct", family="dense", label=("num_output",), in_place_ok=False, honoured=_IP_FIELDS)(InnerProduct)
+layer("InnerProduct", family="dense", label=("num_output",), in_place_ok=False, honoured=_IP_FIELDS,
+      fresh_output=True)(InnerProduct)

@@ -2,7 +2,7 @@
 YOLO ports (eric612/MobileNet-YOLO: Reorg, YoloDetectionOutput, Yolov3DetectionOutput).
 
 The detection outputs have a data-dependent number of rows. Caffe's Reshape gives them the placeholder shape
-(1, 1, 1, 7) until Forward knows the count; the IR keeps that placeholder and the spec's `extras` say which
+(1, 1, 1, 7) until Forward knows the count; the IR keeps that placeholder and the spec's `dynamic_axes` say which
 axis is dynamic (`dynamic_axes`: output index -> {axis: name}), so backends can declare it symbolically.
 """
 from __future__ import annotations
@@ -15,12 +15,12 @@ import numpy as np
 
 from ..errors import SchemaError, ShapeError
 from .common import count, enum_name, reject_unhonoured
-from .registry import Shape, layer
+from .registry import Shape, OpenCVDifference, layer
 
 SSD = "SSD fork (weiliu89)"
 YOLO = "MobileNet-YOLO fork (eric612)"
 FLT_MAX = float(np.finfo(np.float32).max)
-DETECTIONS = {"dynamic_axes": {0: {2: "detections"}}}
+DETECTIONS = {0: {2: "detections"}}   # how many rows: known only when the net runs
 PLACEHOLDER = (1, 1, 1, 7)     # Caffe's Reshape: one fake row until Forward knows how many there are
 
 
@@ -470,12 +470,13 @@ layer("Normalize", family="norm", source=SSD, label=("across_spatial", "channel_
 layer("PriorBox", family="detection", source=SSD, label=("min_sizes", "max_sizes", "aspect_ratios"), inputs=(2, 2),
       in_place_ok=False, honoured=_PRIOR_BOX_FIELDS)(PriorBox)
 layer("DetectionOutput", family="detection", source=SSD, label=("num_classes", "code_type", "keep_top_k"),
-      inputs=(3, 3), in_place_ok=False, extras=DETECTIONS,
+      inputs=(3, 3), in_place_ok=False, dynamic_axes=DETECTIONS,
+      opencv_differs=OpenCVDifference("pads its rows to keep_top_k"),
       honoured=("num_classes", "share_location", "background_label_id", "nms_param", "code_type",
                 "variance_encoded_in_target", "keep_top_k", "confidence_threshold"))(DetectionOutput)
 layer("Reorg", family="reshape", source=YOLO, label=("stride",), in_place_ok=False,
       honoured=("stride", "reverse"))(Reorg)
 layer("YoloDetectionOutput", family="detection", source=YOLO, label=("num_classes", "num_box"), inputs=(1, 2),
-      in_place_ok=False, extras=DETECTIONS)(YoloDetectionOutput)
+      in_place_ok=False, dynamic_axes=DETECTIONS)(YoloDetectionOutput)
 layer("Yolov3DetectionOutput", family="detection", source=YOLO, label=("num_classes", "num_box"),
-      inputs=(1, None), in_place_ok=False, extras=DETECTIONS)(Yolov3DetectionOutput)
+      inputs=(1, None), in_place_ok=False, dynamic_axes=DETECTIONS)(Yolov3DetectionOutput)

@@ -8,7 +8,7 @@ from ..errors import UnsupportedError
 from .registry import Shape, layer
 
 
-@layer("ChannelAffine", family="norm", source="protodef (internal)", label=("channels",))
+@layer("ChannelAffine", family="norm", source="protodef (internal)", label=("channels",), fresh_output=True)
 @dataclass(frozen=True)
 class ChannelAffine:
     """y = x * scale[c] + shift[c] on axis 1; weights (scale (C,), shift (C,)). What BatchNorm and a per-channel

@@ -56,5 +56,6 @@ class Concat:
         return (*first[:self.axis], sum(s[self.axis] for s in inputs), *first[self.axis + 1:])
 
 
-layer("Eltwise", family="merge", label=("operation",), inputs=(2, None), in_place_ok=True)(Eltwise)
+layer("Eltwise", family="merge", label=("operation",), inputs=(2, None), in_place_ok=True,
+      fresh_output=True)(Eltwise)
 layer("Concat", family="merge", label=("axis",), inputs=(1, None), in_place_ok=False)(Concat)

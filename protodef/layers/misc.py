@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .common import blob_shape, canonical_axis, count, enum_name, positive, reject_unhonoured
-from .registry import Shape, layer
+from .registry import Shape, OpenCVDifference, layer
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,7 @@ layer("Reduction", family="misc", label=("operation", "axis", "coeff"), in_place
       honoured=("operation", "axis", "coeff"))(Reduction)
 layer("ShuffleChannel", family="reshape", source="ShuffleNet fork", label=("group",), in_place_ok=False,
       honoured=("group",))(ShuffleChannel)
-layer("Axpy", family="merge", source="SENet fork", inputs=(3, 3), in_place_ok=False)(Axpy)
+layer("Axpy", family="merge", source="SENet fork", inputs=(3, 3), in_place_ok=False,
+      opencv_differs=OpenCVDifference("swaps its second and third inputs"))(Axpy)
 layer("Correlation", family="misc", source="FlowNet 2 fork", label=("max_displacement", "kernel_size"),
       inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation)

@@ -132,7 +132,8 @@ class LRN:
         return x
 
 
-layer("BatchNorm", family="norm", label=("eps",))(BatchNorm)
-layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2))(Scale)
-layer("Bias", family="norm", inputs=(1, 2))(Bias)
+layer("BatchNorm", family="norm", label=("eps",), fresh_output=True, stacks_in_drawing=True,
+      statistics={1: "variance", 2: "scale_factor"})(BatchNorm)
+layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Scale)
+layer("Bias", family="norm", inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Bias)
 layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False)(LRN)

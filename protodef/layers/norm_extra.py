@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .common import ConstantFiller, enum_name, reject_unhonoured
-from .registry import Shape, layer
+from .registry import Shape, OpenCVDifference, layer
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ def _bn_fork(lp: Any) -> str:
 
 
 layer("MVN", family="norm", label=("normalize_variance", "across_channels", "eps"),
-      honoured=("normalize_variance", "across_channels", "eps"))(MVN)
+      honoured=("normalize_variance", "across_channels", "eps"),
+      opencv_differs=OpenCVDifference("divides by sqrt(var + eps) where Caffe divides by sqrt(var) + eps",
+                                      applies=lambda params: params.normalize_variance))(MVN)
 layer("BN", family="norm", source="SegNet / ENet and PSPNet forks", label=("batch_statistics",),
-      honoured=_SEGNET_FIELDS + _PSPNET_FIELDS)(BN)
+      honoured=_SEGNET_FIELDS + _PSPNET_FIELDS, statistics={3: "variance"})(BN)

@@ -74,9 +74,6 @@ class Pooling:
         shapes = self.infer(x)
         return shapes[0] if self.with_mask else shapes
 
-    def macs(self, x: Shape, y: Shape) -> int:
-        return 0
-
 
 def _pooled(size: int, k: int, s: int, p: int, clip: bool, ceil_mode: bool) -> int:
     span = size + 2 * p - k

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import SchemaError, ShapeError
 from .common import enum_name, reject_unhonoured
 from .pool import Pooling
-from .registry import Shape, layer
+from .registry import Shape, OpenCVDifference, layer
 
 
 @dataclass(frozen=True)
@@ -81,4 +81,5 @@ class ROIPooling:
 
 layer("SPP", family="pool", label=("method",), in_place_ok=False, honoured=("pyramid_height", "pool"))(SPP)
 layer("ROIPooling", family="pool", source="py-faster-rcnn fork", label=("pooled", "spatial_scale"),
-      inputs=(2, 2), in_place_ok=False, honoured=("pooled_h", "pooled_w", "spatial_scale"))(ROIPooling)
+      inputs=(2, 2), in_place_ok=False, honoured=("pooled_h", "pooled_w", "spatial_scale"),
+      opencv_differs=OpenCVDifference("differs on boxes outside the image"))(ROIPooling)

@@ -98,8 +98,9 @@ def _packed(items: list[str], *, first: str, width: int) -> list[str]:
 
 
 def run_pipeline(net: Net, *, fold: bool = True, passes: Sequence[Pass] | None = None) -> tuple[Net, PassReport]:
-    """Run the passes in order (by default: remove_training_layers, remove_split, remove_dropout, then when
-    `fold` batchnorm_scale_to_affine and fold_affine_into_producer); returns the new net and the report."""
+    """The one lowering driver: run the passes in order (by default remove_training_layers, remove_split,
+    remove_dropout, then when `fold` batchnorm_scale_to_affine and fold_affine_into_producer); returns the net
+    as every backend takes it (its `pass_report` set) and the report."""
     chosen = list(passes) if passes is not None else default_passes(fold=fold)
     report = PassReport(len(net))
     current = net
@@ -117,6 +118,9 @@ def run_pipeline(net: Net, *, fold: bool = True, passes: Sequence[Pass] | None =
             raise
         report.passes.append(diff(current, result, name))
         current = result
+    if current is net:
+        current = net.copy()
+    current.pass_report = report      # what the backends take (Net.require_lowered)
     return current, report
 
 
