@@ -8,14 +8,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import ProtodefError, ShapeError, WeightsError
+from .errors import ProtodefError, ProtodefWarning, ShapeError, WeightsError
 from .ir import Layer, Net
 from .layers.common import MAX_BLOB_COUNT
 from .layers.registry import Shape
-
-
-class ProtodefWarning(UserWarning):
-    """Something the user should know, that does not stop the conversion."""
 
 
 def expected_weight_shapes(net: Net, layer: Layer) -> list[Shape]:

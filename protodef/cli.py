@@ -246,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report_warnings(caught: list, *, shown_by_command: bool) -> None:
     """protodef's own warnings (NaN weights, fillers used, unused weights) as one line each on stderr;
     `info` prints them in its table already. Other libraries' warnings stay quiet."""
-    from .attach import ProtodefWarning
+    from .errors import ProtodefWarning
     if shown_by_command:
         return
     for warning in caught:

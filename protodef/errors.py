@@ -25,6 +25,10 @@ class Location:
         return f"{self.path}:{self.line}:{self.column}"
 
 
+class ProtodefWarning(UserWarning):
+    """Something the user should know, that does not stop the conversion."""
+
+
 class ProtodefError(Exception):
     """Base of every user-facing error; str() is the one line the CLI prints."""
 

@@ -12,7 +12,8 @@ def layer_rows(net: Net) -> list[dict[str, Any]]:
     rows = []
     for net_input in net.inputs:
         shape = net.shapes.get(net_input.value)
-        rows.append({"name": net_input.declared_by if net_input.declared_by != "input" else net_input.value.blob,
+        # Net-level `input:` fields are one Input layer named "input" in Caffe (and in the upgrade note).
+        rows.append({"name": net_input.declared_by,
                      "type": net_input.declared_type if net_input.declared_type != "input" else "Input",
                      "inputs": [], "outputs": [net.value_name(net_input.value)],
                      "shapes": [list(shape) if shape is not None else None], "params": 0, "macs": 0})

@@ -18,7 +18,7 @@ import pytest
 from caffe_proto import caffe_pb2
 from protodef import attach
 from protodef.api import read_net
-from protodef.attach import ProtodefWarning
+from protodef.errors import ProtodefWarning
 from protodef.cli import main
 from protodef.errors import (ERROR_KINDS, GraphError, ParseError, ProtodefError, SchemaError,
                              ShapeError, UnsupportedError, WeightsError)

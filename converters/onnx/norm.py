@@ -21,14 +21,11 @@ def batch_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     p: BatchNorm = layer.params
     if not p.use_global_stats:
         return batch_statistics_norm(layer, ctx)
-    # Caffe batch_norm_layer.cpp: the stored sums are divided by the scale factor s (s == 0 means 0).
-    mean, variance, factor = (np.asarray(w, np.float64) for w in layer.weights)
-    s = float(factor.reshape(-1)[0])
-    s = 0.0 if s == 0 else 1.0 / s
+    mean, variance = p.statistics(layer.weights)
     channels = mean.size
     inputs = [ctx.value(layer.inputs[0]), ctx.initializer(layer, "gamma", np.ones(channels)),
-              ctx.initializer(layer, "beta", np.zeros(channels)), ctx.initializer(layer, "mean", mean * s),
-              ctx.initializer(layer, "variance", variance * s)]
+              ctx.initializer(layer, "beta", np.zeros(channels)), ctx.initializer(layer, "mean", mean),
+              ctx.initializer(layer, "variance", variance)]
     return [ctx.node("BatchNormalization", inputs, [ctx.value(layer.outputs[0])], layer, epsilon=float(p.eps))]
 
 

@@ -2,7 +2,6 @@
 protodef's ChannelAffine (what the folding passes leave of BatchNorm and Scale)."""
 from __future__ import annotations
 
-import numpy as np
 from torch import nn
 
 from protodef.errors import UnsupportedError
@@ -41,10 +40,8 @@ def batch_norm(layer: Layer, ctx: TorchContext) -> nn.Module:
         with_weights(module, layer, weight=affine[0], bias=affine[1])
     if not p.use_global_stats:
         return module
-    mean, variance, factor = blobs(layer, 3)
-    s = float(np.asarray(factor).reshape(-1)[0])
-    s = 0.0 if s == 0 else 1.0 / s
-    return with_weights(module, layer, running_mean=mean * s, running_var=variance * s)
+    mean, variance = p.statistics(blobs(layer, 3))
+    return with_weights(module, layer, running_mean=mean, running_var=variance)
 
 
 @torch_converter("ChannelAffine")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import SchemaError, ShapeError
 from .common import canonical_axis, enum_name, reject_unhonoured
 from .registry import Shape, layer
@@ -40,6 +42,15 @@ class BatchNorm:
 
     def weight_fillers(self) -> list[Any]:
         return [_CONSTANT_ZERO, _CONSTANT_ZERO, _CONSTANT_ZERO]
+
+    @staticmethod
+    def statistics(weights: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The mean and variance Caffe normalises by (float64): the stored sums divided by the scale factor
+        s = blobs[2][0], where s == 0 makes the factor 0 rather than a division by 0."""
+        mean, variance, factor = (np.asarray(w, np.float64) for w in weights)
+        s = float(factor.reshape(-1)[0])
+        s = 0.0 if s == 0 else 1.0 / s
+        return mean * s, variance * s
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,7 @@ def batchnorm_scale_to_affine(net: Net) -> Net:
 
 
 def batchnorm_affine(net: Net, layer: Layer) -> Affine | None:
-    """Caffe batch_norm_layer.cpp, use_global_stats: mean = blobs[0]/s, var = blobs[1]/s with s = blobs[2][0]
-    (s == 0 makes the factor 0, not a division by 0); y = (x - mean) / sqrt(var + eps)."""
+    """Caffe batch_norm_layer.cpp, use_global_stats: y = (x - mean) / sqrt(var + eps)."""
     p = layer.params
     if not p.use_global_stats:
         net.notes.append(f"BatchNorm {describe(layer)} left as is: use_global_stats is false, so it normalises "
@@ -47,11 +46,9 @@ def batchnorm_affine(net: Net, layer: Layer) -> Affine | None:
     if len(layer.weights) != 3:
         net.notes.append(f"BatchNorm {describe(layer)} left as is: it has no weights")
         return None
-    mean, var, factor = (np.asarray(w, np.float64) for w in layer.weights)
-    s = float(factor.reshape(-1)[0])
-    s = 0.0 if s == 0 else 1.0 / s
-    scale = 1.0 / np.sqrt(var * s + p.eps)
-    return scale, -mean * s * scale
+    mean, var = p.statistics(layer.weights)
+    scale = 1.0 / np.sqrt(var + p.eps)
+    return scale, -mean * scale
 
 
 def scale_affine(net: Net, layer: Layer) -> Affine | None:
