@@ -6,7 +6,6 @@ import onnx
 
 from protodef.ir import Layer
 from protodef.layers.norm import LRN, BatchNorm, Scale
-from protodef.layers.registry import Shape
 
 from .registry import OnnxContext, onnx_converter
 
@@ -49,16 +48,11 @@ def batch_statistics_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto
     return nodes
 
 
-def broadcast_shape(p: Scale, rank: int) -> Shape:
-    """Scale/Bias parameters cover axes [axis, axis + n); trailing 1s make them broadcast from the right."""
-    return (*p.param_shape, *(1,) * (rank - p.axis - len(p.param_shape)))
-
-
 def scale_operand(layer: Layer, ctx: OnnxContext, what: str, index: int | None) -> tuple[list, str]:
     """The broadcastable scale (or bias): weight blob `index`, or the layer's second input when None."""
     p: Scale = layer.params
     rank = len(ctx.input_shape(layer))
-    shape = broadcast_shape(p, rank)
+    shape = p.broadcast_shape(rank)
     if index is not None:
         if p.param_shape:   # a learned blob sized by axis 0 fixes the batch
             ctx.require_batch_axis_kept(layer, p.axis, f"{layer.type}'s learned parameter")

@@ -57,7 +57,7 @@ def channel_affine(layer: Layer, ctx: TorchContext) -> nn.Module:
 @torch_converter("Scale")
 def scale(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
-    trailing = len(ctx.input_shape(layer)) - p.axis - len(p.param_shape)
+    trailing = p.trailing_axes(len(ctx.input_shape(layer)))
     if p.two_inputs:
         module = ctx.module(modules.ScaleByInput, trailing, list(p.param_shape) if p.bias_term else None)
         return with_weights(module, layer, bias=blobs(layer, 1)[0]) if p.bias_term else module
@@ -70,7 +70,7 @@ def scale(layer: Layer, ctx: TorchContext) -> nn.Module:
 @torch_converter("Bias")
 def bias(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
-    trailing = len(ctx.input_shape(layer)) - p.axis - len(p.param_shape)
+    trailing = p.trailing_axes(len(ctx.input_shape(layer)))
     if p.two_inputs:
         return ctx.module(modules.BiasByInput, trailing)
     module = ctx.module(modules.Bias, list(p.param_shape), trailing)

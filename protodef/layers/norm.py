@@ -104,6 +104,14 @@ class Scale:
         fillers = [] if self.two_inputs else [self.filler]
         return fillers + [self.bias_filler] if self.bias_term else fillers
 
+    def trailing_axes(self, rank: int) -> int:
+        """How many input axes follow the parameters' [axis, axis + n): the parameters broadcast over them."""
+        return rank - self.axis - len(self.param_shape)
+
+    def broadcast_shape(self, rank: int) -> Shape:
+        """The parameters' shape with a 1 for each trailing axis, to broadcast from the right."""
+        return (*self.param_shape, *(1,) * self.trailing_axes(rank))
+
 
 @dataclass(frozen=True)
 class Bias(Scale):
