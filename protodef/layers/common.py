@@ -125,3 +125,10 @@ class ConstantFiller:
 
     def __init__(self, value: float):
         self.value = value
+
+
+def fork_block(lp: Any, field_name: str) -> Any | None:
+    """A fork's parameter block that protodef's own schema lacks: the message when the schema the net was read
+    with has the field (the fork's caffe.proto, given with --proto), else None. A prototxt that sets the block
+    without that schema has already failed to parse, naming the field and --proto."""
+    return getattr(lp, field_name) if field_name in lp.DESCRIPTOR.fields_by_name else None
