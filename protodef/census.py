@@ -74,10 +74,9 @@ CENSUS: tuple[CensusEntry, ...] = (
     _refused("Filter", BVLC, NOT_YET, "its output batch size is the number of non-zero selector values, known "
              "only at run time"),
     _refused("HDF5Output", BVLC, FILE_OUTPUT, "writes its inputs to an HDF5 file and has no outputs"),
-    _refused("LSTM", BVLC + "; " + OPENCV, NOT_YET, "the unrolled recurrence with Caffe's sequence-continuation "
-             "input (cont) is not written yet"),
-    _refused("RNN", BVLC, NOT_YET, "the unrolled recurrence with Caffe's sequence-continuation input (cont) is "
-             "not written yet"),
+    *(_implemented(t, origin, "without expose_hidden the state starts at 0, as on Caffe's first forward pass "
+                   "(Caffe then carries the last step's state into the next pass; a converted model does not)")
+      for t, origin in (("LSTM", BVLC + "; " + OPENCV), ("RNN", BVLC))),
     _refused("Python", BVLC, NOT_CAFFE, "runs user Python code, which protodef never imports; register a "
              "lowering with protodef.register_layer"),
     # SSD

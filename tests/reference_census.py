@@ -216,3 +216,45 @@ def norm_l2(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(x.shape[0], -1)
     norms = np.array([1.0 / math.sqrt(float(np.sum(row.astype(np.float64) ** 2)) + 1e-7) for row in flat], F32)
     return (flat * norms[:, None]).reshape(x.shape)
+
+
+def _inner_product(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """inner_product_layer.cpp on the flattened trailing axes."""
+    y = x.astype(np.float64) @ weight.T.astype(np.float64)
+    return (y if bias is None else y + bias).astype(F32)
+
+
+def lstm(x: np.ndarray, cont: np.ndarray, weights: list, static: np.ndarray | None = None, h0=None, c0=None):
+    """lstm_layer.cpp FillUnrolledNet, layer by layer: x_transform (W_xc, b_c), W_xc_x_static, then per step
+    h_conted = h * cont_t (Scale, axis 0), W_hc h_conted, the gate_input sum and LSTMUnit. Returns (h, h_T, c_T)."""
+    steps, streams = x.shape[:2]
+    w_xc, b_c, *rest = weights
+    w_static, w_hc = rest if static is not None else (None, rest[0])
+    x_part = _inner_product(x.reshape(steps, streams, -1), w_xc, b_c)
+    static_part = _inner_product(static.reshape(streams, -1), w_static)[None] if static is not None else 0
+    hidden = w_hc.shape[1]
+    h = np.zeros((1, streams, hidden), F32) if h0 is None else h0
+    c = np.zeros((1, streams, hidden), F32) if c0 is None else c0
+    outputs = []
+    for t in range(steps):
+        conted = h * cont[t][None, :, None]
+        gate_input = _inner_product(conted, w_hc) + x_part[t][None] + static_part
+        c, h = lstm_unit(c, gate_input.astype(F32), cont[t][None])
+        outputs.append(h)
+    return np.concatenate(outputs, 0), h, c
+
+
+def rnn(x: np.ndarray, cont: np.ndarray, weights: list, static: np.ndarray | None = None, h0=None):
+    """rnn_layer.cpp FillUnrolledNet: h_t = tanh(W_hh (h * cont_t) + W_xh x_t + b_h [+ W_xh_static x_static]),
+    o_t = tanh(W_ho h_t + b_o). Returns (o, h_T)."""
+    steps, streams = x.shape[:2]
+    w_xh, b_h, *rest = weights
+    w_static, w_hh, w_ho, b_o = rest if static is not None else (None, *rest)
+    x_part = _inner_product(x.reshape(steps, streams, -1), w_xh, b_h)
+    static_part = _inner_product(static.reshape(streams, -1), w_static)[None] if static is not None else 0
+    h = np.zeros((1, streams, w_hh.shape[1]), F32) if h0 is None else h0
+    outputs = []
+    for t in range(steps):
+        h = np.tanh(_inner_product(h * cont[t][None, :, None], w_hh) + x_part[t][None] + static_part).astype(F32)
+        outputs.append(np.tanh(_inner_product(h, w_ho, b_o)))
+    return np.concatenate(outputs, 0), h

@@ -321,3 +321,36 @@ def test_nearest_resample_that_would_read_outside_is_refused(tmp_path, fork_sche
                         + layer_text("r", "Resample", "data", "resample_param { width: 2 height: 8 type: NEAREST }"))
     with pytest.raises(ShapeError, match="reads outside"):
         read_net(prototxt, proto=fork_schema, init="none")
+
+
+RECURRENT_CASES = {   # name: (type, extra inputs (after x, cont) with shapes, expose_hidden)
+    "lstm": ("LSTM", {}, False),
+    "lstm_static_exposed": ("LSTM", {"static": (3, 2, 2), "h0": (1, 3, 4), "c0": (1, 3, 4)}, True),
+    "rnn": ("RNN", {"static": (3, 5)}, False),
+    "rnn_exposed": ("RNN", {"h0": (1, 3, 4)}, True),
+}
+
+
+@pytest.mark.parametrize("case", list(RECURRENT_CASES))
+def test_recurrent(tmp_path, case):
+    kind, extra, expose = RECURRENT_CASES[case]
+    tops = ["seq"] + (["h_last", "c_last"][:2 if kind == "LSTM" else 1] if expose else [])
+    text = (inputs_text(x=(5, 3, 2, 3), cont=(5, 3), **extra)
+            + f'layer {{ name: "rec" type: "{kind}" '
+            + " ".join(f'bottom: "{b}"' for b in ["x", "cont", *extra]) + " "
+            + " ".join(f'top: "{t}"' for t in tops)
+            + f' recurrent_param {{ num_output: 4 expose_hidden: {str(expose).lower()} '
+              'weight_filler { type: "uniform" min: -0.5 max: 0.5 } bias_filler { type: "uniform" min: -0.5 max: 0.5 } } }\n')
+    _, _, net = make_net(tmp_path, text)
+    inputs = random_inputs(net)
+    # Sequences start (cont 0) at step 0 for every stream and again at step 3 for stream 1.
+    inputs["cont"] = np.ones((5, 3), np.float32)
+    inputs["cont"][0] = 0
+    inputs["cont"][3, 1] = 0
+    weights = list(first_layer(net, kind).weights)
+    static = inputs.get("static")
+    if kind == "LSTM":
+        results = ref.lstm(inputs["x"], inputs["cont"], weights, static, inputs.get("h0"), inputs.get("c0"))
+    else:
+        results = ref.rnn(inputs["x"], inputs["cont"], weights, static, inputs.get("h0"))
+    check_backends(net, inputs, dict(zip(tops, results)), case, script=True)
