@@ -209,23 +209,33 @@ class LSTMUnit(nn.Module):
         return c, torch.sigmoid(x_o) * torch.tanh(c)
 
 
-class CaffeLSTM(nn.Module):
-    """Caffe's LSTM layer over inputs [x (T, N, ...), cont (T, N), optional static (N, ...), with expose_hidden
-    h_0 and c_0 (1, N, H)]: per step, gates = W_x x_t + b (+ W_static x_static) + W_h (cont_t h), ordered
-    i, f, o, g; c = cont_t sigmoid(f) c + sigmoid(i) tanh(g), h = sigmoid(o) tanh(c). Returns [h (T, N, H)] and,
-    with expose_hidden, the final h and c."""
+class CaffeRecurrent(nn.Module):
+    """Caffe's LSTM (lstm=True) or RNN layer over inputs [x (T, N, ...), cont (T, N), optional static (N, ...),
+    with expose_hidden the initial states (1, N, H): h_0, and for the LSTM c_0]. Per step, with h multiplied by
+    cont_t first: the LSTM's gates = W_x x_t + b (+ W_static x_static) + W_h h, ordered i, f, o, g;
+    c = cont_t sigmoid(f) c + sigmoid(i) tanh(g), h = sigmoid(o) tanh(c), output h. The RNN's
+    h = tanh(W_x x_t + b (+ W_static x_static) + W_h h), output tanh(W_o h + b_o). Returns [outputs (T, N, H)]
+    and, with expose_hidden, the final states."""
 
-    def __init__(self, in_features: int, hidden: int, static_features: int, expose_hidden: bool):
+    def __init__(self, lstm: bool, in_features: int, hidden: int, static_features: int, expose_hidden: bool):
         super().__init__()
+        self.lstm = lstm
         self.hidden = hidden
         self.expose_hidden = expose_hidden
-        self.weight_x = nn.Parameter(torch.zeros(4 * hidden, in_features))
-        self.bias_x = nn.Parameter(torch.zeros(4 * hidden))
+        width = 4 * hidden if lstm else hidden
+        self.weight_x = nn.Parameter(torch.zeros(width, in_features))
+        self.bias_x = nn.Parameter(torch.zeros(width))
         if static_features:
-            self.weight_static = nn.Parameter(torch.zeros(4 * hidden, static_features))
+            self.weight_static = nn.Parameter(torch.zeros(width, static_features))
         else:
             self.register_parameter("weight_static", None)
-        self.weight_h = nn.Parameter(torch.zeros(4 * hidden, hidden))
+        self.weight_h = nn.Parameter(torch.zeros(width, hidden))
+        if lstm:
+            self.register_parameter("weight_o", None)
+            self.register_parameter("bias_o", None)
+        else:
+            self.weight_o = nn.Parameter(torch.zeros(hidden, hidden))
+            self.bias_o = nn.Parameter(torch.zeros(hidden))
 
     def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
         x, cont = inputs[0], inputs[1]
@@ -236,62 +246,28 @@ class CaffeLSTM(nn.Module):
         if weight_static is not None:
             projected = projected + F.linear(inputs[2].reshape(streams, -1), weight_static)
             first = 3
+        h = torch.zeros(streams, self.hidden, dtype=x.dtype, device=x.device)
+        c = torch.zeros(streams, self.hidden, dtype=x.dtype, device=x.device)
         if self.expose_hidden:
-            h, c = inputs[first].reshape(streams, self.hidden), inputs[first + 1].reshape(streams, self.hidden)
-        else:
-            h = torch.zeros(streams, self.hidden, dtype=x.dtype, device=x.device)
-            c = torch.zeros(streams, self.hidden, dtype=x.dtype, device=x.device)
+            h = inputs[first].reshape(streams, self.hidden)
+            if self.lstm:
+                c = inputs[first + 1].reshape(streams, self.hidden)
         outputs: List[torch.Tensor] = []
         for t in range(steps):
             keep = cont[t].unsqueeze(1)
-            gates = projected[t] + F.linear(h * keep, self.weight_h)
-            x_i, x_f, x_o, x_g = torch.chunk(gates, 4, dim=1)
-            c = keep * torch.sigmoid(x_f) * c + torch.sigmoid(x_i) * torch.tanh(x_g)
-            h = torch.sigmoid(x_o) * torch.tanh(c)
-            outputs.append(h)
-        result = [torch.stack(outputs, 0)]
-        if self.expose_hidden:
-            result += [h.unsqueeze(0), c.unsqueeze(0)]
-        return result
-
-
-class CaffeRNN(nn.Module):
-    """Caffe's RNN layer over inputs [x (T, N, ...), cont (T, N), optional static (N, ...), with expose_hidden
-    h_0 (1, N, H)]: h = tanh(W_x x_t + b (+ W_static x_static) + W_h (cont_t h)), o_t = tanh(W_o h + b_o).
-    Returns [o (T, N, H)] and, with expose_hidden, the final h."""
-
-    def __init__(self, in_features: int, hidden: int, static_features: int, expose_hidden: bool):
-        super().__init__()
-        self.hidden = hidden
-        self.expose_hidden = expose_hidden
-        self.weight_x = nn.Parameter(torch.zeros(hidden, in_features))
-        self.bias_x = nn.Parameter(torch.zeros(hidden))
-        if static_features:
-            self.weight_static = nn.Parameter(torch.zeros(hidden, static_features))
-        else:
-            self.register_parameter("weight_static", None)
-        self.weight_h = nn.Parameter(torch.zeros(hidden, hidden))
-        self.weight_o = nn.Parameter(torch.zeros(hidden, hidden))
-        self.bias_o = nn.Parameter(torch.zeros(hidden))
-
-    def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
-        x, cont = inputs[0], inputs[1]
-        steps, streams = x.shape[0], x.shape[1]
-        projected = F.linear(x.reshape(steps, streams, -1), self.weight_x, self.bias_x)
-        weight_static = self.weight_static
-        first = 2
-        if weight_static is not None:
-            projected = projected + F.linear(inputs[2].reshape(streams, -1), weight_static)
-            first = 3
-        if self.expose_hidden:
-            h = inputs[first].reshape(streams, self.hidden)
-        else:
-            h = torch.zeros(streams, self.hidden, dtype=x.dtype, device=x.device)
-        outputs: List[torch.Tensor] = []
-        for t in range(steps):
-            h = torch.tanh(projected[t] + F.linear(h * cont[t].unsqueeze(1), self.weight_h))
-            outputs.append(torch.tanh(F.linear(h, self.weight_o, self.bias_o)))
+            summed = projected[t] + F.linear(h * keep, self.weight_h)
+            weight_o, bias_o = self.weight_o, self.bias_o
+            if weight_o is not None and bias_o is not None:
+                h = torch.tanh(summed)
+                outputs.append(torch.tanh(F.linear(h, weight_o, bias_o)))
+            else:
+                x_i, x_f, x_o, x_g = torch.chunk(summed, 4, dim=1)
+                c = keep * torch.sigmoid(x_f) * c + torch.sigmoid(x_i) * torch.tanh(x_g)
+                h = torch.sigmoid(x_o) * torch.tanh(c)
+                outputs.append(h)
         result = [torch.stack(outputs, 0)]
         if self.expose_hidden:
             result.append(h.unsqueeze(0))
+            if self.lstm:
+                result.append(c.unsqueeze(0))
         return result

@@ -33,8 +33,8 @@ def inner_product(layer: Layer, ctx: TorchContext) -> Lowered:
 def recurrent(layer: Layer, ctx: TorchContext) -> Lowered:
     """Our module for Caffe's unrolled net (torch's nn.LSTM orders the gates differently and has no cont)."""
     p = layer.params
-    cls = census_modules.CaffeLSTM if layer.type == "LSTM" else census_modules.CaffeRNN
-    module = ctx.module(cls, p.in_features, p.hidden, p.static_features, p.expose_hidden)
+    module = ctx.module(census_modules.CaffeRecurrent, layer.type == "LSTM", p.in_features, p.hidden,
+                        p.static_features, p.expose_hidden)
     weights = list(blobs(layer, len(p.weight_shapes())))
     names = ["weight_x", "bias_x"] + (["weight_static"] if p.static_features else []) + ["weight_h"]
     names += ["weight_o", "bias_o"] if layer.type == "RNN" else []

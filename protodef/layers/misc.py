@@ -175,17 +175,7 @@ class Correlation:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Correlation":
-        p = lp.correlation_param
-        reject_unhonoured(p, _CORRELATION_FIELDS, what="correlation_param")
-        if not (p.HasField("kernel_size") and p.HasField("max_displacement")):
-            raise SchemaError("Correlation needs correlation_param.kernel_size and max_displacement")
-        if p.kernel_size % 2 == 0:
-            raise SchemaError("Correlation kernel_size must be odd", found=p.kernel_size)
-        if p.stride_1 <= 0 or p.stride_2 <= 0:
-            raise SchemaError("Correlation strides must be positive", found=(p.stride_1, p.stride_2))
-        a, b = inputs
-        if len(a) != 4 or a != b:
-            raise ShapeError("Correlation takes two 4-D inputs of the same shape", expected=a, found=b)
+        p = checked_correlation_param(lp, inputs)
         return cls(p.kernel_size, p.max_displacement, p.pad, p.stride_1, p.stride_2,
                    enum_name(p, "correlation_type") == "SUBTRACT")
 
@@ -205,6 +195,22 @@ class Correlation:
         """(dy, dx) of each output channel, in channel order."""
         r, s = self.grid_radius, self.stride_2
         return [(py * s, px * s) for py in range(-r, r + 1) for px in range(-r, r + 1)]
+
+
+def checked_correlation_param(lp: Any, inputs: tuple[Shape, ...]) -> Any:
+    """correlation_param, with the checks FlowNet 2's Correlation and Correlation1D share."""
+    p = lp.correlation_param
+    reject_unhonoured(p, _CORRELATION_FIELDS, what="correlation_param")
+    if not (p.HasField("kernel_size") and p.HasField("max_displacement")):
+        raise SchemaError(f"{lp.type} needs correlation_param.kernel_size and max_displacement")
+    if p.kernel_size % 2 == 0:
+        raise SchemaError(f"{lp.type} kernel_size must be odd", found=p.kernel_size)
+    if p.stride_1 <= 0 or p.stride_2 <= 0:
+        raise SchemaError(f"{lp.type} strides must be positive", found=(p.stride_1, p.stride_2))
+    a, b = inputs
+    if len(a) != 4 or a != b:
+        raise ShapeError(f"{lp.type} takes two 4-D inputs of the same shape", expected=a, found=b)
+    return p
 
 
 layer("Parameter", family="misc", label=("shape",), inputs=(0, 0), in_place_ok=False,
@@ -262,22 +268,13 @@ class Correlation1D:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Correlation1D":
-        p = lp.correlation_param
-        reject_unhonoured(p, _CORRELATION_FIELDS, what="correlation_param")
-        if not (p.HasField("kernel_size") and p.HasField("max_displacement")):
-            raise SchemaError("Correlation1D needs correlation_param.kernel_size and max_displacement")
-        if p.kernel_size % 2 == 0:
-            raise SchemaError("Correlation1D kernel_size must be odd", found=p.kernel_size)
-        if p.stride_1 <= 0 or p.stride_2 <= 0:
-            raise SchemaError("Correlation1D strides must be positive", found=(p.stride_1, p.stride_2))
+        p = checked_correlation_param(lp, inputs)
         if p.single_direction not in (0, 1):
             # -1 shifts by up to (max_displacement // stride_2 + 1) * stride_2 to the left, past the padding:
             # FlowNet 2's kernel then reads outside the row.
             raise SchemaError("Correlation1D single_direction must be 0 or 1 (-1 reads outside the padded input "
                               "in FlowNet 2's kernel)", found=p.single_direction)
         a, b = inputs
-        if len(a) != 4 or a != b:
-            raise ShapeError("Correlation1D takes two 4-D inputs of the same shape", expected=a, found=b)
         radius = p.max_displacement // p.stride_2
         first = 0 if p.single_direction == 1 else -radius
         shifts = tuple(o * p.stride_2 for o in range(first, radius + 1))
