@@ -22,18 +22,16 @@ from test_longtail_layers import (check_backends, first_layer, inputs_text, laye
                                   run_torch)
 
 # The forks' blocks as their caffe.proto files declare them (R-FCN: daijifeng001/caffe-rfcn; FlowNet 2:
-# lmb-freiburg/flownet2; caffe-windows: happynear/caffe-windows, ms branch). None of the numbers is taken.
-FORK_FIELDS = """
-  optional PSROIPoolingParameter psroi_pooling_param = 10001;
-  optional ResampleParameter resample_param = 155;
-  optional FlowWarpParameter flow_warp_param = 159;
-  optional FlipParameter flip_param = 212;"""
-FORK_MESSAGES = """
+# lmb-freiburg/flownet2; caffe-windows: happynear/caffe-windows, ms branch): the LayerParameter field and its
+# message. None of the numbers is taken in protodef's schema.
+FORK_BLOCKS = (
+    ("optional PSROIPoolingParameter psroi_pooling_param = 10001;", """
 message PSROIPoolingParameter {
   required float spatial_scale = 1;
   required int32 output_dim = 2;
   required int32 group_size = 3;
-}
+}"""),
+    ("optional ResampleParameter resample_param = 155;", """
 message ResampleParameter {
   enum ResampleType { NEAREST = 1; LINEAR = 2; CUBIC = 3; AREA = 4; };
   optional bool antialias = 4 [default = true];
@@ -41,24 +39,30 @@ message ResampleParameter {
   optional uint32 height = 2;
   optional ResampleType type = 3 [default = LINEAR];
   optional float factor = 5 [default = 1.0];
-}
+}"""),
+    ("optional FlowWarpParameter flow_warp_param = 159;", """
 message FlowWarpParameter {
   enum FillParameter { ZERO = 1; NOT_A_NUMBER = 2; }
   optional FillParameter fill_value = 1 [default = ZERO];
-}
+}"""),
+    ("optional FlipParameter flip_param = 212;", """
 message FlipParameter {
   optional bool flip_width = 1 [default = true];
   optional bool flip_height = 2 [default = false];
-}
-"""
+}"""),
+)
 
 
 @pytest.fixture(scope="module")
 def fork_schema(tmp_path_factory):
+    """protodef's caffe.proto plus the blocks it does not have yet (once it has them all, it is itself)."""
     text = (REPO / "caffe_proto" / "caffe.proto").read_text()
     anchor = "message LayerParameter {"
+    for field, message in FORK_BLOCKS:
+        if field.split()[2] not in text:
+            text = text.replace(anchor, f"{anchor}\n  {field}", 1) + message + "\n"
     schema = tmp_path_factory.mktemp("fork") / "caffe.proto"
-    schema.write_text(text.replace(anchor, anchor + FORK_FIELDS, 1) + FORK_MESSAGES)
+    schema.write_text(text)
     return schema
 
 

@@ -111,6 +111,13 @@ class Recurrent:
     def output_weight_shapes(self) -> list[Shape]:
         return []
 
+    def macs(self, x: Shape, *others: Shape) -> int:
+        """Input and recurrent products at every step, the static input's once, the RNN's output layer."""
+        width = self.GATES * self.hidden
+        steps = x[0] * x[1] * width * (self.in_features + self.hidden)
+        outputs = sum(count(shape) for shape in self.output_weight_shapes()[:1]) * x[0] * x[1]
+        return steps + x[1] * width * self.static_features + outputs
+
     def weight_fillers(self) -> list[Any]:
         static = [self.weight_filler] if self.static_features else []
         return [self.weight_filler, self.bias_filler, *static, self.weight_filler] + [
