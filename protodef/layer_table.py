@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .census_table import render_census
 from .layers.registry import LAYER_SPECS, LayerSpec
 
 
@@ -57,7 +58,7 @@ def render() -> str:
             continue
         lines.append(f"| {name} | {spec.family} | {spec.source} | yes | {_support(spec, onnx)} | "
                      f"{_support(spec, torch)} | {_parameters(spec)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + render_census()
 
 
 if __name__ == "__main__":

@@ -142,3 +142,14 @@ def dropout(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     scale = layer.params.test_scale
     steps = [("Mul", "test_scale", scale)] if scale != 1 else []
     return chain(layer, ctx, ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0]), steps)
+
+
+@onnx_converter("NegReLU")
+def neg_relu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """min(x, 0) + slope * max(x, 0) is ReLU (LeakyRelu) mirrored through the origin: -f(-x)."""
+    slope = float(layer.params.negative_slope)
+    flipped, activated = ctx.tensor(layer, "flipped"), ctx.tensor(layer, "activated")
+    activation = (ctx.node("Relu", [flipped], [activated], layer, "relu") if slope == 0 else
+                  ctx.node("LeakyRelu", [flipped], [activated], layer, "relu", alpha=slope))
+    return [ctx.node("Neg", [ctx.value(layer.inputs[0])], [flipped], layer, "flip"), activation,
+            ctx.node("Neg", [activated], [ctx.value(layer.outputs[0])], layer)]

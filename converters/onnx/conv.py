@@ -1,11 +1,13 @@
 """Convolution family: Convolution, Deconvolution and the forks' depthwise types."""
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.conv import Convolution
+from protodef.layers.conv import Im2col
 
 from .registry import OnnxContext, onnx_converter
 
@@ -47,3 +49,16 @@ def deconvolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return [ctx.node("ConvTranspose", conv_inputs(layer, ctx), [ctx.value(layer.outputs[0])], layer,
                      kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
                      dilations=list(p.dilation), group=p.group)]
+
+
+@onnx_converter("Im2col")
+def im2col(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """A grouped convolution whose filters each pick one kernel offset (weight 1 there, 0 elsewhere): output
+    channel c * K + k is input channel c at kernel offset k, Caffe's im2col order."""
+    p: Im2col = layer.params
+    offsets = int(np.prod(p.kernel))
+    one_hot = np.eye(offsets, dtype=np.float32).reshape(offsets, 1, *p.kernel)
+    selector = ctx.initializer(layer, "selector", np.tile(one_hot, (p.channels,) + (1,) * (one_hot.ndim - 1)))
+    return [ctx.node("Conv", [ctx.value(layer.inputs[0]), selector], [ctx.value(layer.outputs[0])], layer,
+                     kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
+                     dilations=list(p.dilation), group=p.channels)]

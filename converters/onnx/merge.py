@@ -56,3 +56,9 @@ def concat(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     ctx.require_batch_axis_kept(layer, p.axis, "Concat")
     return [ctx.node("Concat", [ctx.value(v) for v in layer.inputs], [ctx.value(layer.outputs[0])], layer,
                      axis=p.axis)]
+
+
+@onnx_converter("SpatialProduct")
+def spatial_product(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """(N, C, H, W) times (N, 1, H, W): broadcasting over channels."""
+    return [ctx.node("Mul", [ctx.value(v) for v in layer.inputs], [ctx.value(layer.outputs[0])], layer)]

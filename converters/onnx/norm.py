@@ -6,6 +6,7 @@ import onnx
 
 from protodef.ir import Layer
 from protodef.layers.norm import LRN, BatchNorm, Scale
+from protodef.layers.norm import NORM_L2_EPS
 
 from .registry import OnnxContext, onnx_converter
 
@@ -125,3 +126,22 @@ def lrn_within_channel(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
         ctx.node("Pow", [base, ctx.scalar(layer, "minus_beta", -p.beta)], [factor], layer, "power"),
         ctx.node("Mul", [source, factor], [ctx.value(layer.outputs[0])], layer),
     ]
+
+
+@onnx_converter("ChannelNorm")
+def channel_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """sqrt of the sum of squares over channels, keeping a channel axis of 1."""
+    nodes, squares = ctx.reduce("ReduceSumSquare", layer, "squares", ctx.value(layer.inputs[0]), [1])
+    return nodes + [ctx.node("Sqrt", [squares], [ctx.value(layer.outputs[0])], layer)]
+
+
+@onnx_converter("NormL2")
+def norm_l2(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """x / sqrt(sum of x^2 over every axis but the batch + 1e-7)."""
+    source = ctx.value(layer.inputs[0])
+    nodes, squares = ctx.reduce("ReduceSumSquare", layer, "squares", source,
+                                list(range(1, len(ctx.input_shape(layer)))))
+    padded, norm = ctx.tensor(layer, "padded"), ctx.tensor(layer, "norm")
+    return nodes + [ctx.node("Add", [squares, ctx.scalar(layer, "eps", NORM_L2_EPS)], [padded], layer, "eps"),
+                    ctx.node("Sqrt", [padded], [norm], layer, "norm"),
+                    ctx.node("Div", [source, norm], [ctx.value(layer.outputs[0])], layer)]

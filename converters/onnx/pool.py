@@ -15,7 +15,9 @@ import onnx
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.pool import Pooling
+from protodef.layers.pool import PSROIPooling
 
+from .emitter import Emitter
 from .registry import OnnxContext, onnx_converter
 
 LOWEST_FLOAT = float(np.finfo(np.float32).min)   # Caffe starts a MAX window at -FLT_MAX
@@ -163,3 +165,78 @@ def stochastic_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
         ctx.node("Div", [weighted, denominator], [ctx.value(layer.outputs[0])], layer),
     ]
     return nodes
+
+
+@onnx_converter("PSROIPooling")
+def psroi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """R-FCN's position-sensitive average, without a loop over rois: bin sums read from a summed-area table
+    (in float64, so the four-corner difference keeps float32's precision), bin edges computed from the rois
+    in float32 as the kernel does."""
+    p: PSROIPooling = layer.params
+    op = Emitter(layer, ctx)
+    x, rois = (ctx.value(v) for v in layer.inputs)
+    groups = p.group_size
+    sums = op("CumSum", [op("CumSum", [op("Cast", [x], "x64", to=onnx.TensorProto.DOUBLE), op.ints("rows_axis", [2])],
+                            "row_sums"), op.ints("cols_axis", [3])], "box_sums")
+    table = op("Pad", [sums, op.ints("table_pads", [0, 0, 1, 1, 0, 0, 0, 0])], "table", mode="constant")
+    dims = op("Shape", [table], "table_shape")
+    table_c, table_h, table_w = (op("Slice", [dims, op.ints(f"{what}_from", [axis]), op.ints(f"{what}_to", [axis + 1])],
+                                    what) for axis, what in ((1, "table_c"), (2, "table_h"), (3, "table_w")))
+    boxes = op("Reshape", [rois, op.ints("roi_shape", [-1, 5])], "boxes")
+    batch = op("Cast", [_roi_column(op, boxes, 0, "batch_value")], "batch", to=onnx.TensorProto.INT64)
+    # (R, G) bin edges, as (R, 1, G, 1) rows and (R, 1, 1, G) columns to broadcast to (R, D, G, G)
+    rows = [op("Reshape", [edge, op.ints(f"row_{k}_shape", [-1, 1, groups, 1])], f"row_{k}")
+            for k, edge in enumerate(_bin_edges(op, boxes, p, 2, 4, table_h, "h"))]
+    cols = [op("Reshape", [edge, op.ints(f"col_{k}_shape", [-1, 1, 1, groups])], f"col_{k}")
+            for k, edge in enumerate(_bin_edges(op, boxes, p, 1, 3, table_w, "w"))]
+    maps = np.arange(p.output_dim * groups * groups, dtype=np.int64).reshape(1, p.output_dim, groups, groups)
+    batch_first = op("Mul", [op("Reshape", [batch, op.ints("batch_shape", [-1, 1, 1, 1])], "batch4"), table_c],
+                     "batch_channels")
+    origin = op("Mul", [op("Add", [batch_first, ctx.initializer(layer, "maps", maps, dtype=np.int64)], "channel"),
+                        op("Mul", [table_h, table_w], "plane")], "origin")
+    flat = op("Reshape", [table, op.ints("flat", [-1])], "flat_table")
+
+    def at(row: str, col: str, what: str) -> str:
+        index = op("Add", [op("Add", [origin, op("Mul", [row, table_w], f"{what}_row")], f"{what}_row_at"), col],
+                   f"{what}_index")
+        return op("Gather", [flat, index], what, axis=0)
+
+    total = op("Add", [op("Sub", [op("Sub", [at(rows[1], cols[1], "br"), at(rows[0], cols[1], "tr")], "minus_top"),
+                                  at(rows[1], cols[0], "bl")], "minus_left"), at(rows[0], cols[0], "tl")], "bin_sum")
+    height, width = op("Sub", [rows[1], rows[0]], "bin_h"), op("Sub", [cols[1], cols[0]], "bin_w")
+    zero = op.ints("no_size", [0])
+    filled = op("And", [op("Greater", [height, zero], "has_rows"), op("Greater", [width, zero], "has_cols")], "filled")
+    area = op("Cast", [op("Max", [op("Mul", [height, width], "area_int"), op.ints("one_cell", [1])], "area_pos")],
+              "area", to=onnx.TensorProto.DOUBLE)
+    mean = op("Cast", [op("Div", [total, area], "mean64")], "mean", to=onnx.TensorProto.FLOAT)
+    op("Where", [filled, mean, op.floats("empty_bin", 0.0)], "output", output=ctx.value(layer.outputs[0]))
+    return op.nodes
+
+
+def _roi_column(op: Emitter, boxes: str, index: int, what: str) -> str:
+    """Column `index` of the (R, 5) rois, as (R, 1)."""
+    return op("Slice", [boxes, op.ints(f"{what}_start", [index]), op.ints(f"{what}_end", [index + 1]),
+                        op.ints(f"{what}_axis", [1])], what)
+
+
+def _bin_edges(op: Emitter, boxes: str, p: PSROIPooling, low: int, high: int, table_size: str, what: str
+               ) -> list[str]:
+    """[begins, ends] (R, G) int64 along one axis: floor(k * bin + start) and ceil((k + 1) * bin + start),
+    clipped to [0, size]; start = round(x1) * scale, bin = max((round(x2) + 1) * scale - start, 0.1) / G."""
+    scale, one = op.floats(f"{what}_scale", p.spatial_scale), op.floats(f"{what}_one", 1.0)
+    start = op("Mul", [op.round_half_away(_roi_column(op, boxes, low, f"{what}1"), f"{what}1"), scale], f"{what}_start")
+    end = op("Mul", [op("Add", [op.round_half_away(_roi_column(op, boxes, high, f"{what}2"), f"{what}2"), one],
+                        f"{what}_end1"), scale], f"{what}_end")
+    extent = op("Max", [op("Sub", [end, start], f"{what}_extent0"), op.floats(f"{what}_min", 0.1)], f"{what}_extent")
+    step = op("Div", [extent, op.floats(f"{what}_groups", float(p.group_size))], f"{what}_bin")
+    limit = op("Sub", [table_size, op.ints(f"{what}_last", [1])], f"{what}_limit")
+    edges = []
+    for rounding, first, name in (("Floor", 0, "begin"), ("Ceil", 1, "end")):
+        grid = op.ctx.initializer(op.layer, f"{what}_{name}_grid",
+                                  np.arange(first, first + p.group_size, dtype=np.float32))
+        raw = op("Add", [op("Mul", [grid, step], f"{what}_{name}_at"), start], f"{what}_{name}_raw")
+        whole = op("Cast", [op(rounding, [raw], f"{what}_{name}_whole")], f"{what}_{name}_int",
+                   to=onnx.TensorProto.INT64)
+        edges.append(op("Min", [op("Max", [whole, op.ints(f"{what}_{name}_zero", [0])], f"{what}_{name}_low"), limit],
+                        f"{what}_{name}"))
+    return edges

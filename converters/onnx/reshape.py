@@ -62,3 +62,23 @@ def crop(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     inputs = [ctx.value(layer.inputs[0]), ctx.ints(layer, "starts", starts), ctx.ints(layer, "ends", ends),
               ctx.ints(layer, "axes", axes)]
     return [ctx.node("Slice", inputs, [ctx.value(layer.outputs[0])], layer)]
+
+
+@onnx_converter("Flip")
+def flip(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """A Slice walking the flipped axes backwards (step -1 from the last element past the first)."""
+    axes = list(layer.params.axes)
+    source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
+    if not axes:
+        return [ctx.node("Identity", [source], [output], layer)]
+    inputs = [source, ctx.ints(layer, "starts", [-1] * len(axes)), ctx.ints(layer, "ends", [-2**63] * len(axes)),
+              ctx.ints(layer, "axes", axes), ctx.ints(layer, "steps", [-1] * len(axes))]
+    return [ctx.node("Slice", inputs, [output], layer)]
+
+
+@onnx_converter("BatchReindex")
+def batch_reindex(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Items of input 0 picked by input 1's values, truncated to integers as Caffe's static_cast<int>."""
+    indices = ctx.tensor(layer, "indices")
+    return [ctx.node("Cast", [ctx.value(layer.inputs[1])], [indices], layer, "indices", to=onnx.TensorProto.INT64),
+            ctx.node("Gather", [ctx.value(layer.inputs[0]), indices], [ctx.value(layer.outputs[0])], layer, axis=0)]

@@ -9,6 +9,7 @@ import onnx
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.resize import Interp, Upsample
+from protodef.layers.resize import Resample
 
 from .registry import OnnxContext, onnx_converter
 
@@ -173,3 +174,16 @@ def unique_positions(layer: Layer, ctx: OnnxContext) -> bool:
         return False
     p = producer.params
     return p.with_mask and all(k <= s for k, s in zip(p.kernel, p.stride))
+
+
+@onnx_converter("Resample")
+def resample(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """FlowNet 2's resampling is separable: rows then columns, each a matrix product with the normalised
+    filter weights (one-hot rows for NEAREST)."""
+    p: Resample = layer.params
+    rows, columns = p.axis_weights(ctx.input_shape(layer))
+    resized_rows = ctx.tensor(layer, "rows")
+    return [ctx.node("MatMul", [ctx.initializer(layer, "row_weights", rows), ctx.value(layer.inputs[0])], [resized_rows],
+                     layer, "rows"),
+            ctx.node("MatMul", [resized_rows, ctx.initializer(layer, "column_weights", columns.T)],
+                     [ctx.value(layer.outputs[0])], layer)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from protodef.ir import Layer
@@ -89,3 +90,11 @@ def dropout(layer: Layer, ctx: TorchContext) -> Lowered:
     remove Dropout before lowering; this keeps a raw net convertible)."""
     scale = layer.params.test_scale
     return None if scale == 1.0 else Step(operator.mul, (scale,))
+
+
+@torch_converter("NegReLU")
+def neg_relu(layer: Layer, ctx: TorchContext) -> Lowered:
+    """min(x, 0) + slope * max(x, 0): ReLU (leaky with the slope) mirrored through the origin, -f(-x)."""
+    slope = layer.params.negative_slope
+    activation = Step(torch.relu) if slope == 0 else Step(F.leaky_relu, (slope,))
+    return [Step(operator.neg), activation, Step(operator.neg)]

@@ -1,11 +1,14 @@
-"""Fully connected family: InnerProduct as torch.flatten (when needed) and nn.Linear."""
+"""Fully connected family: InnerProduct as torch.flatten (when needed) and nn.Linear; LSTM and RNN."""
 from __future__ import annotations
+
+import operator
 
 import torch
 from torch import nn
 
 from protodef.ir import Layer
 
+from . import census_modules
 from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
 
 
@@ -23,3 +26,18 @@ def inner_product(layer: Layer, ctx: TorchContext) -> Lowered:
     if len(ctx.input_shape(layer)) == p.axis + 1:
         return linear
     return [Step(torch.flatten, (p.axis,)), linear]
+
+
+@torch_converter("LSTM")
+@torch_converter("RNN")
+def recurrent(layer: Layer, ctx: TorchContext) -> Lowered:
+    """Our module for Caffe's unrolled net (torch's nn.LSTM orders the gates differently and has no cont)."""
+    p = layer.params
+    module = ctx.module(census_modules.CaffeRecurrent, layer.type == "LSTM", p.in_features, p.hidden,
+                        p.static_features, p.expose_hidden)
+    weights = list(blobs(layer, len(p.weight_shapes())))
+    names = ["weight_x", "bias_x"] + (["weight_static"] if p.static_features else []) + ["weight_h"]
+    names += ["weight_o", "bias_o"] if layer.type == "RNN" else []
+    with_weights(module, layer, **dict(zip(names, weights)))
+    steps = [Step(module, packed=True)]
+    return steps if p.expose_hidden else steps + [Step(operator.getitem, (0,))]

@@ -32,3 +32,9 @@ def concat(layer: Layer, ctx: TorchContext) -> Lowered:
     if len(layer.inputs) == 1:
         return None
     return Step(torch.cat, (layer.params.axis,), packed=True)
+
+
+@torch_converter("SpatialProduct")
+def spatial_product(layer: Layer, ctx: TorchContext) -> Lowered:
+    """(N, C, H, W) * (N, 1, H, W), broadcast over channels."""
+    return Step(operator.mul, pairwise=True)

@@ -2,14 +2,17 @@
 protodef's ChannelAffine (what the folding passes leave of BatchNorm and Scale)."""
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import nn
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
+from protodef.layers.norm import NORM_L2_EPS
 from protodef.passes.batchnorm_scale_to_affine import scale_affine
 
-from . import modules
-from .registry import TorchContext, blobs, torch_converter, with_weights
+from . import census_modules, modules
+from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
 
 _BATCHNORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 
@@ -85,3 +88,14 @@ def lrn(layer: Layer, ctx: TorchContext) -> nn.Module:
     if p.region == "WITHIN_CHANNEL":
         return ctx.module(modules.WithinChannelLRN, p.local_size, p.alpha, p.beta)
     return ctx.module(nn.LocalResponseNorm, p.local_size, alpha=p.alpha, beta=p.beta, k=p.k)
+
+
+@torch_converter("ChannelNorm")
+def channel_norm(layer: Layer, ctx: TorchContext) -> Lowered:
+    """sqrt(sum over channels of x^2), keeping the channel axis."""
+    return [Step(torch.square), Step(torch.sum, (1,), {"keepdim": True}), Step(torch.sqrt)]
+
+
+@torch_converter("NormL2")
+def norm_l2(layer: Layer, ctx: TorchContext) -> nn.Module:
+    return ctx.module(census_modules.NormL2, NORM_L2_EPS)

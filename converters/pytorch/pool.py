@@ -15,7 +15,7 @@ from torch import nn
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 
-from . import modules
+from . import census_modules, modules
 from .registry import TorchContext, torch_converter
 
 
@@ -60,3 +60,9 @@ def torch_pooled_size(p, x: tuple[int, ...]) -> tuple[int, ...] | None:
     except (RuntimeError, ValueError):
         return None
     return tuple(y.shape[2:])
+
+
+@torch_converter("PSROIPooling")
+def psroi_pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
+    p = layer.params
+    return ctx.module(census_modules.PSROIPool, p.output_dim, p.group_size, p.spatial_scale)

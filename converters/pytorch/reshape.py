@@ -6,7 +6,7 @@ from torch import nn
 
 from protodef.ir import Layer
 
-from . import modules
+from . import census_modules, modules
 from .registry import Lowered, Step, TorchContext, torch_converter
 
 
@@ -47,3 +47,14 @@ def reshape(layer: Layer, ctx: TorchContext) -> Step:
 def crop(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
     return ctx.module(modules.Crop, p.axis, list(p.offsets))
+
+
+@torch_converter("Flip")
+def flip(layer: Layer, ctx: TorchContext) -> Lowered:
+    axes = list(layer.params.axes)
+    return Step(torch.flip, (axes,)) if axes else None
+
+
+@torch_converter("BatchReindex")
+def batch_reindex(layer: Layer, ctx: TorchContext) -> nn.Module:
+    return ctx.module(census_modules.BatchReindex)

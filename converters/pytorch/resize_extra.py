@@ -5,7 +5,8 @@ from protodef.ir import Layer
 from protodef.layers.resize import Accum, Interp, Upsample
 
 from . import longtail_modules as modules
-from .registry import Lowered, Step, TorchContext, torch_converter
+from . import census_modules
+from .registry import Lowered, Step, TorchContext, torch_converter, with_weights
 
 
 @torch_converter("Interp")
@@ -29,3 +30,11 @@ def upsample(layer: Layer, ctx: TorchContext) -> Lowered:
         return None
     # MobileNet-YOLO's nearest form: each pixel repeated scale times along H, then along W.
     return [Step("repeat_interleave", (p.scale,), {"dim": -2}), Step("repeat_interleave", (p.scale,), {"dim": -1})]
+
+
+@torch_converter("Resample")
+def resample(layer: Layer, ctx: TorchContext) -> nn.Module:
+    p = layer.params
+    rows, columns = p.axis_weights(ctx.input_shape(layer))
+    module = ctx.module(census_modules.Resample, *rows.shape, *columns.shape)
+    return with_weights(module, layer, rows=rows, columns=columns)

@@ -168,3 +168,19 @@ layer("Exp", family="activation", label=("base", "scale", "shift"))(Exp)
 layer("Log", family="activation", label=("base", "scale", "shift"))(Log)
 layer("Threshold", family="activation", label=("threshold",))(Threshold)
 layer("Dropout", family="activation", label=("ratio",))(Dropout)
+
+
+@dataclass(frozen=True)
+class NegReLU(Elementwise):
+    """FlowNet 2 neg_relu_layer.cpp, ReLU mirrored: y = min(x, 0) + negative_slope * max(x, 0) (relu_param)."""
+
+    negative_slope: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "NegReLU":
+        reject_unhonoured(lp.relu_param, ("negative_slope",), what="relu_param")
+        return cls(lp.relu_param.negative_slope)
+
+
+layer("NegReLU", family="activation", source="FlowNet 2 fork", label=("negative_slope",),
+      honoured=("negative_slope",))(NegReLU)

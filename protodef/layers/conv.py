@@ -126,3 +126,54 @@ layer("ConvolutionDepthwise", family="conv", aliases=("DepthwiseConvolution",),
       source="ShuffleNet fork (farmingyard); as DepthwiseConvolution: MobileNet forks (yonghenglh6, eric612)",
       label=("num_output", "kernel", "stride", "pad", "dilation"), in_place_ok=False, honoured=_CONV_FIELDS,
       fresh_output=True)(DepthwiseConvolution)
+
+
+_IM2COL_FIELDS = ("pad", "kernel_size", "stride", "dilation", "pad_h", "pad_w", "kernel_h", "kernel_w", "stride_h",
+                  "stride_w", "axis", "force_nd_im2col",
+                  # Caffe's Im2colLayer never reads these: they do not change what it computes.
+                  "num_output", "bias_term", "group", "weight_filler", "bias_filler")
+
+
+@dataclass(frozen=True)
+class Im2col:
+    """Caffe im2col_layer.cpp: each output position holds, as channels, the input window a convolution would
+    read there: channel c * prod(kernel) + (flat kernel offset), zero outside the padded input. Output
+    (N, C * prod(kernel), *convolution output size)."""
+
+    channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Im2col":
+        p = lp.convolution_param
+        reject_unhonoured(p, _IM2COL_FIELDS, what="convolution_param")
+        x = inputs[0]
+        if canonical_axis(p.axis, len(x)) != 1:
+            raise SchemaError("Im2col is supported with the channel axis 1 only", found=p.axis)
+        n = len(x) - 2
+        if not 1 <= n <= 3:
+            raise ShapeError("Im2col takes 1 to 3 spatial axes after (N, C)", found=x)
+        kernel = spatial(p.kernel_size, None, p.kernel_h, p.kernel_w, default=0, n=n, what="kernel_size",
+                         has_hw=p.HasField("kernel_h") or p.HasField("kernel_w"))
+        stride = spatial(p.stride, None, p.stride_h, p.stride_w, default=1, n=n, what="stride",
+                         has_hw=p.HasField("stride_h") or p.HasField("stride_w"))
+        pad = spatial(p.pad, None, p.pad_h, p.pad_w, default=0, n=n, what="pad",
+                      has_hw=p.HasField("pad_h") or p.HasField("pad_w"))
+        dilation = spatial(p.dilation, None, None, None, default=1, n=n, what="dilation", has_hw=False)
+        if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
+            raise SchemaError("kernel size, stride and dilation must be positive", found=(kernel, stride, dilation))
+        for args in zip(x[2:], kernel, stride, pad, dilation):
+            _conv_size(*args)   # raises where the window does not fit
+        return cls(x[1], kernel, stride, pad, dilation)
+
+    def infer(self, x: Shape) -> Shape:
+        sizes = [(size + 2 * p - (d * (k - 1) + 1)) // s + 1
+                 for size, k, s, p, d in zip(x[2:], self.kernel, self.stride, self.pad, self.dilation)]
+        return (x[0], x[1] * count(self.kernel), *sizes)
+
+
+layer("Im2col", family="conv", label=("kernel", "stride", "pad", "dilation"), in_place_ok=False,
+      honoured=_IM2COL_FIELDS)(Im2col)

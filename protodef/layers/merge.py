@@ -59,3 +59,24 @@ class Concat:
 layer("Eltwise", family="merge", label=("operation",), inputs=(2, None), in_place_ok=True,
       fresh_output=True)(Eltwise)
 layer("Concat", family="merge", label=("axis",), inputs=(1, None), in_place_ok=False)(Concat)
+
+
+@dataclass(frozen=True)
+class SpatialProduct:
+    """DeepLab v2 / PSPNet spatial_product_layer.cpp: every channel of x (N, C, H, W) multiplied by the one
+    channel of s (N, 1, H, W), pixel by pixel."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "SpatialProduct":
+        x, s = inputs
+        if len(x) != 4 or len(s) != 4 or s[0] != x[0] or s[1] != 1 or s[2:] != x[2:]:
+            raise ShapeError("SpatialProduct multiplies (N, C, H, W) by (N, 1, H, W)",
+                             expected=(x[0], 1, *x[2:]) if len(x) == 4 else "4-D inputs", found=s)
+        return cls()
+
+    def infer(self, x: Shape, s: Shape) -> Shape:
+        return x
+
+
+layer("SpatialProduct", family="merge", source="DeepLab v2 / PSPNet fork", inputs=(2, 2),
+      in_place_ok=False)(SpatialProduct)

@@ -156,3 +156,40 @@ layer("BatchNorm", family="norm", label=("eps",), fresh_output=True, stacks_in_d
 layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Scale)
 layer("Bias", family="norm", inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Bias)
 layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False)(LRN)
+
+
+@dataclass(frozen=True)
+class ChannelNorm:
+    """FlowNet 2 channel_norm_layer.cpp: the L2 norm over channels at each pixel, sqrt(sum_c x^2), as one
+    channel: (N, C, H, W) -> (N, 1, H, W)."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ChannelNorm":
+        if len(inputs[0]) != 4:   # Caffe reads num/channels/height/width
+            raise ShapeError("ChannelNorm takes a 4-D input (N, C, H, W)", found=inputs[0])
+        return cls()
+
+    def infer(self, x: Shape) -> Shape:
+        return (x[0], 1, x[2], x[3])
+
+
+NORM_L2_EPS = 1e-7   # arcface-caffe normL2_layer.cpp adds it to the sum of squares
+
+
+@dataclass(frozen=True)
+class NormL2:
+    """arcface-caffe normL2_layer.cpp: each item of the batch divided by the L2 norm of all its values,
+    x / sqrt(sum x^2 + 1e-7)."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "NormL2":
+        if len(inputs[0]) < 2:
+            raise ShapeError("NormL2 needs a batch axis and at least one more", found=inputs[0])
+        return cls()
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+
+layer("ChannelNorm", family="norm", source="FlowNet 2 fork", in_place_ok=False)(ChannelNorm)
+layer("NormL2", family="norm", source="arcface-caffe fork (xialuxi)", in_place_ok=False)(NormL2)

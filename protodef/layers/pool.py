@@ -85,3 +85,46 @@ def _pooled(size: int, k: int, s: int, p: int, clip: bool, ceil_mode: bool) -> i
 
 layer("Pooling", family="pool", label=("method", "kernel", "stride", "pad"), in_place_ok=False, outputs=(1, 2),
       honoured=_POOL_FIELDS)(Pooling)
+
+
+_PSROI_FIELDS = ("spatial_scale", "output_dim", "group_size")
+
+
+@dataclass(frozen=True)
+class PSROIPooling:
+    """R-FCN psroi_pooling_layer.cu: inputs score maps (N, output_dim * G * G, H, W) and rois (R, 5) = (batch
+    index, x1, y1, x2, y2). Each corner is rounded (half away from zero), then scaled: the box spans
+    [round(x1) * s, (round(x2) + 1) * s), at least 0.1 wide and high; bin (i, j) of the G x G grid covers
+    rows floor(i * h / G + y1 * s) to ceil((i + 1) * h / G + y1 * s), clipped to the map, likewise columns.
+    Output (r, d, i, j) is the mean of channel (d * G + i) * G + j over the bin, 0 when the bin is empty.
+    psroi_pooling_param is R-FCN's (read the net with --proto and R-FCN's caffe.proto)."""
+
+    output_dim: int
+    group_size: int
+    spatial_scale: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "PSROIPooling":
+        p = lp.psroi_pooling_param
+        if not all(p.HasField(f) for f in _PSROI_FIELDS):
+            raise SchemaError("PSROIPooling needs psroi_pooling_param { spatial_scale output_dim group_size } (R-FCN "
+                              "requires all three)")
+        reject_unhonoured(p, _PSROI_FIELDS, what="psroi_pooling_param")
+        if p.output_dim <= 0 or p.group_size <= 0:
+            raise SchemaError("psroi_pooling_param.output_dim and group_size must be positive",
+                              found=(p.output_dim, p.group_size))
+        x, rois = inputs
+        if len(x) != 4 or x[1] != p.output_dim * p.group_size ** 2:
+            raise ShapeError("PSROIPooling's first input must be (N, output_dim * group_size^2, H, W)",
+                             expected=f"(N, {p.output_dim * p.group_size ** 2}, H, W)", found=x)
+        if len(rois) < 2 or rois[1] != 5 or any(d != 1 for d in rois[2:]):
+            raise ShapeError("PSROIPooling's second input must be (R, 5): batch index, x1, y1, x2, y2", found=rois)
+        return cls(p.output_dim, p.group_size, p.spatial_scale)
+
+    def infer(self, x: Shape, rois: Shape) -> Shape:
+        return (rois[0], self.output_dim, self.group_size, self.group_size)
+
+
+layer("PSROIPooling", family="pool", source="R-FCN fork (daijifeng001/caffe-rfcn)",
+      label=("output_dim", "group_size", "spatial_scale"), inputs=(2, 2), in_place_ok=False,
+      honoured=_PSROI_FIELDS)(PSROIPooling)

@@ -163,3 +163,47 @@ layer("Slice", family="reshape", label=("axis",), outputs=(1, None), in_place_ok
 layer("Flatten", family="reshape", label=("axis",), in_place_ok=False)(Flatten)
 layer("Reshape", family="reshape", label=("dims",), in_place_ok=False)(Reshape)
 layer("Crop", family="reshape", label=("axis", "offsets"), inputs=(2, 2), in_place_ok=False)(Crop)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """AM-Softmax's caffe-windows flip_layer.cpp: the image mirrored left-right (flip_width, default) and/or
+    upside down (flip_height). flip_param is caffe-windows' (read with --proto); without it, left-right."""
+
+    width: bool
+    height: bool
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Flip":
+        if len(inputs[0]) != 4:   # Caffe reads num/channels/height/width
+            raise ShapeError("Flip takes a 4-D input (N, C, H, W)", found=inputs[0])
+        p = lp.flip_param
+        reject_unhonoured(p, ("flip_width", "flip_height"), what="flip_param")
+        return cls(p.flip_width, p.flip_height)
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return tuple(axis for axis, flipped in ((2, self.height), (3, self.width)) if flipped)
+
+
+@dataclass(frozen=True)
+class BatchReindex:
+    """Caffe batch_reindex_layer.cpp: output item i is input item int(index[i]), index a 1-D input of any
+    length (each value must lie in [0, N))."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "BatchReindex":
+        if len(inputs[1]) != 1:
+            raise ShapeError("BatchReindex's second input (the indices) must be 1-D", found=inputs[1])
+        return cls()
+
+    def infer(self, x: Shape, index: Shape) -> Shape:
+        return (index[0], *x[1:])
+
+
+layer("Flip", family="reshape", source="AM-Softmax fork (happynear/caffe-windows)", label=("axes",),
+      in_place_ok=False, honoured=("flip_width", "flip_height"))(Flip)
+layer("BatchReindex", family="reshape", inputs=(2, 2), in_place_ok=False)(BatchReindex)

@@ -6,8 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import SchemaError, ShapeError
 from .common import reject_unhonoured
+from .common import enum_name
 from .registry import Shape, layer
 
 _INTERP_FIELDS = ("height", "width", "zoom_factor", "shrink_factor", "pad_beg", "pad_end")
@@ -185,3 +188,105 @@ layer("Upsample", family="reshape", source="SegNet / ENet fork (two inputs); Mob
       label=("size",), inputs=(1, 2), in_place_ok=False, honoured=_UPSAMPLE_FIELDS)(Upsample)
 layer("Accum", family="merge", source="FlowNet fork", label=("size",), inputs=(1, None), in_place_ok=False,
       honoured=_ACCUM_FIELDS)(Accum)
+
+
+_RESAMPLE_FIELDS = ("width", "height", "type", "antialias",
+                    "factor")   # declared in FlowNet 2's schema, never read by its kernels
+
+
+@dataclass(frozen=True)
+class Resample:
+    """FlowNet 2 resample_layer.cu (GPU only; its CPU forward aborts): resize to resample_param's width and
+    height, or to the second input's. With fx = W_in / W_out and fy = H_in / H_out, output (y, x) is centred
+    at x_in = x * fx + fy / 2 - 0.5, y_in = y * fy + fx / 2 - 0.5 (fx and fy swapped in the offsets, as the
+    kernel has them). NEAREST takes input (round(y_in), round(x_in)). LINEAR and CUBIC take the
+    weight-normalised sum over x in round(x_in) +- rx (and likewise y) inside the input of
+    a * k(a * (x_in - x)), k the triangle (LINEAR) or Keys a = -0.5 (CUBIC) kernel, a = 1 / fx when
+    downsampling with antialias, else 1; rx = 2 if fx < 1, else ceil(kernel width * fx * a).
+    Being separable, that is out = Ry @ in @ Rx^T (`axis_weights`). resample_param is FlowNet 2's (read
+    the net with --proto and FlowNet 2's caffe.proto)."""
+
+    size: tuple[int, int]          # output (height, width)
+    method: str                    # NEAREST, LINEAR or CUBIC
+    antialias: bool
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Resample":
+        p = lp.resample_param
+        x = inputs[0]
+        if len(x) != 4 or (len(inputs) == 2 and len(inputs[1]) != 4):
+            raise ShapeError("Resample takes 4-D inputs (N, C, H, W)", found=inputs)
+        if len(inputs) == 1 and not (p.HasField("width") and p.HasField("height")):
+            raise SchemaError("Resample with one input needs resample_param { width height } (FlowNet 2 reads the "
+                              "size from a second input otherwise)")
+        reject_unhonoured(p, _RESAMPLE_FIELDS, what="resample_param")
+        method = enum_name(p, "type")
+        if method not in ("NEAREST", "LINEAR", "CUBIC"):
+            raise SchemaError("Resample type must be NEAREST, LINEAR or CUBIC (FlowNet 2 aborts on the others)",
+                              found=method)
+        size = tuple(inputs[1][2:]) if len(inputs) == 2 else (p.height, p.width)
+        if min(size) < 1:
+            raise ShapeError("Resample output height and width must be at least 1", found=size)
+        made = cls(size, method, p.antialias)
+        if method == "NEAREST":
+            made.check_nearest_in_range(x)
+        return made
+
+    def infer(self, x: Shape, reference: Shape | None = None) -> Shape:
+        return (x[0], x[1], *self.size)
+
+    def scales(self, x: Shape) -> tuple[float, float]:
+        """(fy, fx), in float32 as the kernel computes them."""
+        return (float(np.float32(x[2]) / np.float32(self.size[0])), float(np.float32(x[3]) / np.float32(self.size[1])))
+
+    def check_nearest_in_range(self, x: Shape) -> None:
+        fy, fx = self.scales(x)
+        for axis, (size, out, step, offset) in enumerate(((x[2], self.size[0], fy, fx), (x[3], self.size[1], fx, fy))):
+            picked = _round_half_away(_centres(out, step, offset))
+            if picked.min() < 0 or picked.max() >= size:
+                # The kernel does not clip: it would read another row or channel.
+                raise ShapeError("NEAREST Resample with these sizes reads outside the input in FlowNet 2's kernel "
+                                 "(it swaps the x and y scales in its offsets)", found=(x, self.size))
+
+    def axis_weights(self, x: Shape) -> tuple[np.ndarray, np.ndarray]:
+        """(Ry (H_out, H_in), Rx (W_out, W_in)), float32, rows summing to 1 (or all zero)."""
+        fy, fx = self.scales(x)
+        return (self._weights(x[2], self.size[0], fy, fx), self._weights(x[3], self.size[1], fx, fy))
+
+    def _weights(self, size: int, out: int, step: float, other: float) -> np.ndarray:
+        centres = _centres(out, step, other)
+        nearest = _round_half_away(centres)
+        weights = np.zeros((out, size), np.float32)
+        if self.method == "NEAREST":
+            weights[np.arange(out), nearest] = 1
+            return weights
+        downsample = max(step, other) > 1      # the kernel asks fx > 1 || fy > 1 for both axes
+        a = np.float32(1 / np.float32(step) if self.antialias and downsample else 1)
+        width = 4 if self.method == "CUBIC" else 2
+        radius = 2 if step < 1 else math.ceil(np.float32(width) / a)
+        for row, (centre, middle) in enumerate(zip(centres, nearest)):
+            taps = np.arange(max(middle - radius, 0), min(middle + radius, size - 1) + 1)
+            weights[row, taps] = a * _filter(self.method, a * (centre - taps.astype(np.float32)))
+        totals = weights.sum(axis=1, keepdims=True)
+        return np.divide(weights, totals, out=np.zeros_like(weights), where=totals != 0)
+
+
+def _centres(out: int, step: float, other: float) -> np.ndarray:
+    return np.arange(out, dtype=np.float32) * np.float32(step) + np.float32(other) / np.float32(2) - np.float32(0.5)
+
+
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    return (np.sign(values) * np.floor(np.abs(values) + np.float32(0.5))).astype(np.int64)
+
+
+def _filter(method: str, d: np.ndarray) -> np.ndarray:
+    d = np.abs(d)
+    if method == "LINEAR":
+        return np.where(d <= 1, 1 - d, 0).astype(np.float32)
+    near = d * d * (np.float32(1.5) * d - np.float32(2.5)) + 1
+    far = d * (d * (np.float32(-0.5) * d + np.float32(2.5)) - 4) + 2
+    return np.where(d <= 1, near, np.where(d < 2, far, 0)).astype(np.float32)
+
+
+layer("Resample", family="reshape", source="FlowNet 2 fork", label=("size", "method"), inputs=(1, 2),
+      in_place_ok=False, honoured=_RESAMPLE_FIELDS)(Resample)
