@@ -59,12 +59,16 @@ def to_onnx(prototxt, weights=None, *, opset: int | None = None, dynamic_batch: 
     return lower(_as_net(prototxt, weights, read_options), opset=opset, dynamic_batch=dynamic_batch, fold=fold)
 
 
-def load(prototxt, weights=None, *, phase: str = "test", fold: bool = True,
+def load(prototxt, weights=None, *, phase: str = "test", fold: bool | None = None,
          input_shape: Mapping[str, Shape] | None = None, **read_options):
-    """A torch.fx.GraphModule computing the net as Caffe does; submodules are named after the layers."""
-    from converters.pytorch import to_torch
+    """A torch.fx.GraphModule computing the net as Caffe does; submodules are named after the layers.
+
+    phase "test" (default): the deploy view in eval mode, BatchNorm and Scale folded unless fold=False.
+    phase "train": Caffe's TRAIN net in train mode, labels in and losses and metrics out, never folded
+    (converters.pytorch.train explains what it carries for training)."""
+    from converters.pytorch.train import load_for_phase
     net = _as_net(prototxt, weights, {"phase": phase.upper(), "input_shape": input_shape, **read_options})
-    return to_torch(net, fold=fold)
+    return load_for_phase(net, phase, fold)
 
 
 def draw(prototxt, *, rankdir: str = "TB", collapse: bool = False, shapes: bool = True, folded: bool = False,

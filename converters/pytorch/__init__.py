@@ -7,9 +7,9 @@
 
 The GraphModule works with torch.export.export, torch.compile, torch.jit.script and torch.jit.trace (both
 tested; TorchScript is deprecated upstream, prefer export), `.to(device)` and `.half()`. With `fold=True` (the default) BatchNorm and Scale are folded into the
-convolutions before them, which is fastest for inference. With `fold=False` each BatchNorm stays an
-nn.BatchNorm*d holding Caffe's statistics, with the Scale after it as its affine weight and bias, for
-fine-tuning in train mode; in eval mode it computes what Caffe does.
+convolutions before them, which is fastest for inference. With `fold=False` each BatchNorm stays Caffe's
+(CaffeBatchNorm: its three blobs as buffers, updated in train mode as Caffe updates them) and each Scale its
+own module. `to_torch_train` (train.py) lowers a TRAIN-phase net: labels in, losses and metrics out.
 """
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ from protodef.layers.registry import Shape
 
 from .lower import lower_torch
 from .registry import Step, TorchContext, torch_converter, with_weights
+from .train import load_for_phase, to_torch_train
 
-__all__ = ["to_torch", "save_pytorch", "load", "lower_torch", "torch_converter", "Step", "TorchContext",
-           "with_weights"]
+__all__ = ["to_torch", "to_torch_train", "save_pytorch", "load", "lower_torch", "torch_converter", "Step",
+           "TorchContext", "with_weights"]
 
 
 def to_torch(net: Net, *, fold: bool = True) -> fx.GraphModule:
@@ -57,12 +58,13 @@ def save_pytorch(net: Net, path: str | os.PathLike, *, fold: bool = True, form: 
 
 
 def load(prototxt: str | os.PathLike, weights: str | os.PathLike | None = None, *, phase: str = "test",
-         fold: bool = True, input_shape: Mapping[str, Shape] | None = None) -> fx.GraphModule:
-    """Read a prototxt (and caffemodel; without one, weights come from Caffe's fillers) into a GraphModule."""
+         fold: bool | None = None, input_shape: Mapping[str, Shape] | None = None) -> fx.GraphModule:
+    """Read a prototxt (and caffemodel; without one, weights come from Caffe's fillers) into a GraphModule;
+    phase "train" gives the TRAIN-phase lowering (train.py)."""
     from protodef.api import read_net
 
     net = read_net(prototxt, weights, phase=phase.upper(), input_shape=input_shape)
-    return to_torch(net, fold=fold)
+    return load_for_phase(net, phase, fold)
 
 
 def prepare(net: Net, *, fold: bool) -> Net:
