@@ -29,6 +29,24 @@ class CaffeBlob:
     lr_mult: np.float32
     decay_mult: np.float32
     buffer: bool               # updated by forward (BatchNorm statistics), never by gradients
+    transpose: bool = False    # the tensor is Caffe's blob transposed (InnerProduct with transpose: true)
+
+    def caffe_array(self, tensor: torch.Tensor | None = None) -> np.ndarray:
+        """This blob's tensor (or a history tensor of it) as Caffe lays the blob out."""
+        array = (self.tensor if tensor is None else tensor).detach().to("cpu", torch.float32).numpy()
+        return array.T if self.transpose else array
+
+    def load(self, array: np.ndarray, target: torch.Tensor | None = None, *, where: str, what: str) -> None:
+        """Copy a blob Caffe stored into this blob's tensor (or a history tensor of it): the same shape, or
+        the same padded with leading 1s (Caffe's legacy 4-D blobs)."""
+        target = self.tensor if target is None else target
+        shape = tuple(target.shape)[::-1] if self.transpose else tuple(target.shape)
+        if tuple(array.shape) != shape and (array.size != target.numel() or _squeezed(array.shape) != _squeezed(shape)):
+            raise WeightsError(f"{what} has the wrong shape", where=where, layer=self.layer, expected=shape,
+                               found=tuple(array.shape))
+        values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(shape)
+        with torch.no_grad():
+            target.copy_(values.T if self.transpose else values)
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,7 @@ def caffe_blobs(module: Any) -> list[CaffeBlob]:
         buffer = bool(spec.get("buffer", False))
         lr_mult = f32(0) if buffer else f32(spec.get("lr_mult", 1.0))
         blobs.append(CaffeBlob(spec["layer"], int(spec["blob"]), name, tensors[name], lr_mult,
-                               f32(spec.get("decay_mult", 1.0)), buffer))
+                               f32(spec.get("decay_mult", 1.0)), buffer, bool(spec.get("transpose", False))))
     return blobs
 
 
@@ -87,23 +105,8 @@ def blobs_by_layer(blobs: list[CaffeBlob]) -> dict[str, list[CaffeBlob]]:
     return {name: sorted(held, key=lambda b: b.index) for name, held in layers.items()}
 
 
-def copy_into(target: torch.Tensor, array: np.ndarray, *, where: str, layer: str, what: str) -> None:
-    """Copy a stored blob into a tensor: the same shape, or the same one padded with leading 1s (Caffe's
-    legacy 4-D blobs)."""
-    if tuple(array.shape) != tuple(target.shape) and \
-            (array.size != target.numel() or _squeezed(array.shape) != _squeezed(target.shape)):
-        raise WeightsError(f"{what} has the wrong shape", where=where, layer=layer,
-                           expected=tuple(target.shape), found=tuple(array.shape))
-    with torch.no_grad():
-        target.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(target.shape))
-
-
 def _squeezed(shape) -> tuple[int, ...]:
     shape = tuple(int(d) for d in shape)
     while shape and shape[0] == 1:
         shape = shape[1:]
     return shape
-
-
-def as_array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float32).numpy()

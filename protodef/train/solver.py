@@ -23,7 +23,7 @@ import torch
 
 from ..errors import GraphError, Location, SchemaError, UnsupportedError
 from .files import path_beside
-from .params import BlobGroup, as_array, blob_groups, caffe_blobs, copy_into, learnable_blobs
+from .params import BlobGroup, blob_groups, caffe_blobs, learnable_blobs
 from .policies import learning_rate
 from .solverparam import checked_solver_param, read_solver_param
 from .solverstate import (SolverState, copy_trained_layers, read_solverstate, write_net_blobs,
@@ -181,7 +181,7 @@ class Solver:
         model = f"{base}_iter_{self.iter}.caffemodel"
         state = f"{base}_iter_{self.iter}.solverstate"
         self.save_caffemodel(model)
-        history = [as_array(h) for slot in self.history for h in slot]
+        history = [blob.caffe_array(h) for slot in self.history for blob, h in zip(self.learnable, slot)]
         write_solverstate(state, SolverState(self.iter, model, self.current_step, history))
         return model, state
 
@@ -199,8 +199,7 @@ class Solver:
             copy_trained_layers(_learned_net(state.learned_net, where), self.blobs)
         for k, array in enumerate(state.history):
             slot, index = divmod(k, len(self.learnable))
-            copy_into(self.history[slot][index], array, where=where, layer=self.learnable[index].layer,
-                      what=f"history blob {k}")
+            self.learnable[index].load(array, self.history[slot][index], where=where, what=f"history blob {k}")
         self.iter = state.iteration
         self.current_step = state.current_step
         self._losses, self._loss_start, self.smoothed_loss = [], self.iter, 0.0

@@ -18,7 +18,7 @@ from ..errors import UnsupportedError, WeightsError
 from ..weights import read_caffemodel, write_caffemodel
 from ..write import atomic_write
 from .files import blob_values
-from .params import CaffeBlob, as_array, blobs_by_layer, copy_into
+from .params import CaffeBlob, blobs_by_layer
 
 _PACKED_DATA_TAG = bytes([5 << 3 | 2])     # BlobProto.data, length-delimited (packed floats)
 
@@ -88,7 +88,7 @@ def _blob_array(blob, index: int, where: str) -> np.ndarray:
 def write_net_blobs(path: str | os.PathLike, blobs: list[CaffeBlob], layer_types: dict[str, str],
                     net_name: str = "") -> None:
     """A caffemodel with every layer's blobs in Caffe's order (shared blobs under each layer holding them)."""
-    layers = [(name, layer_types.get(name, ""), [as_array(b.tensor) for b in held])
+    layers = [(name, layer_types.get(name, ""), [b.caffe_array() for b in held])
               for name, held in blobs_by_layer(blobs).items()]
     write_caffemodel(path, layers, name=net_name)
 
@@ -106,4 +106,4 @@ def copy_trained_layers(path: str | os.PathLike, blobs: list[CaffeBlob]) -> None
             raise WeightsError("incompatible number of blobs", where=where, layer=(source.name, source.type),
                                expected=len(held), found=len(source.blobs))
         for blob, array in zip(held, source.blobs):
-            copy_into(blob.tensor, array, where=where, layer=(source.name, source.type), what=f"blob {blob.index}")
+            blob.load(array, where=where, what=f"blob {blob.index}")

@@ -52,7 +52,7 @@ class DataTransform:
         values = image[:, rows, cols].astype(np.float32)
         mean = self._mean(channels, height, width)
         if mean is not None:
-            values -= mean[:, rows, cols] if mean.ndim == 3 else mean
+            values -= mean[:, rows, cols] if self.mean_image is not None else mean
         values *= np.float32(self.scale)
         if flip:
             values = values[:, :, ::-1]
