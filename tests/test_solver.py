@@ -220,3 +220,12 @@ def test_restore_rejects_a_state_of_another_solver(tmp_path):
     (tmp_path / "broken.solverstate").write_bytes(b"\xff\xff\xff")
     with pytest.raises(WeightsError, match="not a valid"):
         sgd.restore(tmp_path / "broken.solverstate")
+    from caffe_proto import caffe_pb2
+    message = caffe_pb2.SolverState.FromString(open(state, "rb").read())
+    message.iter = 77
+    message.history[2].shape.dim[:] = [7, 3]              # ip2's weight is 3 x 7
+    (tmp_path / "reshaped.solverstate").write_bytes(message.SerializeToString())
+    before = learnable_arrays(sgd.module)
+    with pytest.raises(WeightsError, match="history blob 2 has the wrong shape"):
+        sgd.restore(tmp_path / "reshaped.solverstate")
+    assert sgd.iter == 1 and all(np.array_equal(a, b) for a, b in zip(before, learnable_arrays(sgd.module)))

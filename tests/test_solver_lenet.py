@@ -35,7 +35,8 @@ def write_lenet(directory, fields):
     (directory / "lenet.prototxt").write_text(reference_train.lenet_bn_prototxt(4))
     blobs = {**reference_train.random_params(3), **reference_train.random_bn_blobs(3)}
     write_caffemodel(directory / "init.caffemodel", [(name, TYPES[name], blobs[name]) for name in TYPES])
-    (directory / "solver.prototxt").write_text(solver_text(fields, net="lenet.prototxt") + 'weights: "init.caffemodel"\n')
+    text = solver_text(fields, net="lenet.prototxt") + 'weights: "init.caffemodel"\n'
+    (directory / "solver.prototxt").write_text(text)
     return directory / "solver.prototxt", [blobs[layer][i].astype(np.float32) for layer, i in LEARNABLE]
 
 

@@ -37,16 +37,23 @@ class CaffeBlob:
         return array.T if self.transpose else array
 
     def load(self, array: np.ndarray, target: torch.Tensor | None = None, *, where: str, what: str) -> None:
-        """Copy a blob Caffe stored into this blob's tensor (or a history tensor of it): the same shape, or
-        the same padded with leading 1s (Caffe's legacy 4-D blobs)."""
+        """Copy a blob Caffe stored into this blob's tensor (or a history tensor of it)."""
+        target = self.tensor if target is None else target
+        values = self.as_tensor_layout(array, target, where=where, what=what)
+        with torch.no_grad():
+            target.copy_(values)
+
+    def as_tensor_layout(self, array: np.ndarray, target: torch.Tensor | None = None, *, where: str,
+                         what: str) -> torch.Tensor:
+        """A stored blob in the tensor's layout, if it has the blob's shape or the same padded with leading 1s
+        (Caffe's legacy 4-D blobs)."""
         target = self.tensor if target is None else target
         shape = tuple(target.shape)[::-1] if self.transpose else tuple(target.shape)
         if tuple(array.shape) != shape and (array.size != target.numel() or _squeezed(array.shape) != _squeezed(shape)):
             raise WeightsError(f"{what} has the wrong shape", where=where, layer=self.layer, expected=shape,
                                found=tuple(array.shape))
         values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(shape)
-        with torch.no_grad():
-            target.copy_(values.T if self.transpose else values)
+        return values.T if self.transpose else values
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class Solver:
         self.blobs = caffe_blobs(self.module)
         self.learnable = learnable_blobs(self.blobs)
         self.groups = blob_groups(self.learnable)
+        self._device = self.learnable[0].tensor.device if self.learnable else torch.device("cpu")
         self.history = [[torch.zeros_like(b.tensor, memory_format=torch.contiguous_format)
                          for b in self.learnable] for _ in range(self.rule.slots)]
         self.iter = 0
@@ -81,6 +82,8 @@ class Solver:
     def step(self, batch: Batch | Sequence[Batch]) -> float:
         """One Caffe iteration; returns its loss (the mean over iter_size passes of the weighted losses)."""
         passes = self._passes(batch)
+        if not any(self.module.loss_weights.values()):
+            raise GraphError("the net has no loss to minimise (no output with a loss_weight)", where=self.path)
         was_training = self.module.training
         self.module.train()
         try:
@@ -98,28 +101,28 @@ class Solver:
         return float(loss)
 
     def _passes(self, batch: Batch | Sequence[Batch]) -> list[Batch]:
+        """The iteration's batches, checked before anything runs (forward moves BatchNorm's statistics)."""
         passes = [batch] if isinstance(batch, Mapping) else list(batch)
         if len(passes) != self.param.iter_size:
             raise GraphError("step takes one batch per forward/backward pass of the iteration",
                              where=self.path, expected=f"iter_size = {self.param.iter_size} batch(es)",
                              found=len(passes))
+        names = list(self.module.input_names)
+        for inputs in passes:
+            if not isinstance(inputs, Mapping) or any(n not in inputs for n in names):
+                given = ", ".join(map(str, inputs)) if isinstance(inputs, Mapping) else type(inputs).__name__
+                raise GraphError("the batch lacks inputs of the net (protodef does not run Caffe's data layers: "
+                                 "read LMDB/LevelDB/HDF5 sources yourself and pass their tops)",
+                                 expected=", ".join(names), found=given or "nothing")
         return passes
 
     def _forward_backward(self, inputs: Batch) -> float:
-        names = list(self.module.input_names)
-        missing = [n for n in names if n not in inputs]
-        if missing:
-            raise GraphError("the batch lacks inputs of the net (protodef does not run Caffe's data layers: "
-                             "read LMDB/LevelDB/HDF5 sources yourself and pass their tops)",
-                             expected=", ".join(names), found=", ".join(map(str, inputs)) or "nothing")
-        results = self.module(*(_as_tensor(inputs[n]) for n in names))
+        results = self.module(*(_as_tensor(inputs[n], self._device) for n in self.module.input_names))
         results = results if isinstance(results, tuple) else (results,)
         self.outputs = {n: r.detach() for n, r in zip(self.module.output_names, results)}
         weights = self.module.loss_weights
         objective = sum(float(weights[n]) * r.sum() for n, r in zip(self.module.output_names, results)
                         if weights.get(n))
-        if not torch.is_tensor(objective):
-            raise GraphError("the net has no loss to minimise (no output with a loss_weight)", where=self.path)
         objective.backward()
         return float(objective.detach())
 
@@ -195,21 +198,23 @@ class Solver:
             raise SchemaError(f"the solver state does not fit this {self.rule.name} solver and net: "
                               "incorrect number of history blobs", where=where, expected=expected,
                               found=len(state.history))
+        count = len(self.learnable)
+        history = [self.learnable[k % count].as_tensor_layout(array, where=where, what=f"history blob {k}")
+                   for k, array in enumerate(state.history)]        # all checked before anything changes
         if state.learned_net:
             copy_trained_layers(_learned_net(state.learned_net, where), self.blobs)
-        for k, array in enumerate(state.history):
-            slot, index = divmod(k, len(self.learnable))
-            self.learnable[index].load(array, self.history[slot][index], where=where, what=f"history blob {k}")
+        for k, values in enumerate(history):
+            self.history[k // count][k % count].copy_(values)
         self.iter = state.iteration
         self.current_step = state.current_step
         self._losses, self._loss_start, self.smoothed_loss = [], self.iter, 0.0
 
 
-def _as_tensor(value: Any) -> torch.Tensor:
-    if torch.is_tensor(value):
-        return value
-    array = np.asarray(value)
-    return torch.from_numpy(array.astype(np.float32) if array.dtype == np.float64 else array)
+def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
+    if not torch.is_tensor(value):
+        array = np.asarray(value)
+        value = torch.from_numpy(array.astype(np.float32) if array.dtype == np.float64 else array)
+    return value.to(device)
 
 
 def _learned_net(path: str, state_path: str) -> str:

@@ -15,12 +15,10 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from ..errors import UnsupportedError, WeightsError
-from ..weights import read_caffemodel, write_caffemodel
+from ..weights import blob_message, read_caffemodel, write_caffemodel
 from ..write import atomic_write
 from .files import blob_values
 from .params import CaffeBlob, blobs_by_layer
-
-_PACKED_DATA_TAG = bytes([5 << 3 | 2])     # BlobProto.data, length-delimited (packed floats)
 
 
 @dataclass
@@ -37,24 +35,8 @@ def write_solverstate(path: str | os.PathLike, state: SolverState) -> None:
     message = caffe_pb2.SolverState(iter=state.iteration, learned_net=state.learned_net,
                                     current_step=state.current_step)
     for array in state.history:
-        message.history.append(_blob_proto(caffe_pb2, array))
+        message.history.append(caffe_pb2.BlobProto.FromString(blob_message(array)))
     atomic_write(path, message.SerializeToString())
-
-
-def _blob_proto(caffe_pb2, array: np.ndarray):
-    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-    blob = caffe_pb2.BlobProto.FromString(_PACKED_DATA_TAG + _varint(len(data)) + data if data else b"")
-    blob.shape.dim.extend(int(d) for d in array.shape)
-    return blob
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def read_solverstate(path: str | os.PathLike) -> SolverState:
