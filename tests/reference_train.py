@@ -104,11 +104,11 @@ def forward_backward(params, bn_blobs, batch):
     conv_w, conv_b = p["conv1"]
     windows = _windows(x, conv_w.shape[2:])
     conv = np.einsum("nchwij,ocij->nohw", windows, conv_w) + conv_b[None, :, None, None]
-    normalised, inv_std, new_bn = _batch_norm_train(conv, [np.asarray(b, F64) for b in bn_blobs["bn1"]])
+    normalised, inv_std, new_bn = batch_norm_train(conv, [np.asarray(b, F64) for b in bn_blobs["bn1"]])
     gamma, beta = p["scale1"]
     scaled = normalised * gamma[None, :, None, None] + beta[None, :, None, None]
     relu1 = np.maximum(scaled, 0)
-    pooled, mask = _max_pool(relu1)
+    pooled, mask = max_pool(relu1, **POOL)
     flat = pooled.reshape(len(x), -1)
     ip1_w, ip1_b = p["ip1"]
     ip1 = flat @ ip1_w.T + ip1_b
@@ -120,10 +120,10 @@ def forward_backward(params, bn_blobs, batch):
     grads = {"ip2": [d_scores.T @ relu2, d_scores.sum(0)]}
     d_ip1 = (d_scores @ ip2_w) * (ip1 > 0)
     grads["ip1"] = [d_ip1.T @ flat, d_ip1.sum(0)]
-    d_relu1 = _max_pool_backward((d_ip1 @ ip1_w).reshape(pooled.shape), mask, relu1.shape)
+    d_relu1 = max_pool_backward((d_ip1 @ ip1_w).reshape(pooled.shape), mask, relu1.shape)
     d_scaled = d_relu1 * (scaled > 0)
     grads["scale1"] = [(d_scaled * normalised).sum((0, 2, 3)), d_scaled.sum((0, 2, 3))]
-    d_conv = _batch_norm_backward(d_scaled * gamma[None, :, None, None], normalised, inv_std)
+    d_conv = batch_norm_backward(d_scaled * gamma[None, :, None, None], normalised, inv_std)
     grads["conv1"] = [np.einsum("nohw,nchwij->ocij", d_conv, windows), d_conv.sum((0, 2, 3))]
     return loss, grads, {"bn1": new_bn}
 
@@ -134,40 +134,41 @@ def _windows(x: np.ndarray, kernel) -> np.ndarray:
     return view
 
 
-def _batch_norm_train(x, blobs):
+def batch_norm_train(x, blobs, maf=MOVING_AVERAGE_FRACTION, eps=BN_EPS):
     """batch_norm_layer.cpp, use_global_stats false: the batch's mean and biased variance normalise (eps inside
     the square root); the blobs become maf * blob + batch statistic (variance times m / (m - 1)), the scale
     factor maf * s + 1."""
     mean_blob, variance_blob, factor = blobs
-    mean = x.mean((0, 2, 3))
-    variance = ((x - mean[None, :, None, None]) ** 2).mean((0, 2, 3))
+    axes = (0,) + tuple(range(2, x.ndim))
+    channel = (1, -1) + (1,) * (x.ndim - 2)
+    mean = x.mean(axes)
+    variance = ((x - mean.reshape(channel)) ** 2).mean(axes)
     m = x.size // x.shape[1]
     correction = m / (m - 1) if m > 1 else 1.0
-    maf = MOVING_AVERAGE_FRACTION
     updated = [maf * mean_blob + mean, maf * variance_blob + correction * variance, maf * factor + 1]
-    inv_std = 1 / np.sqrt(variance + BN_EPS)
-    return (x - mean[None, :, None, None]) * inv_std[None, :, None, None], inv_std, updated
+    inv_std = 1 / np.sqrt(variance + eps)
+    return (x - mean.reshape(channel)) * inv_std.reshape(channel), inv_std, updated
 
 
-def _batch_norm_backward(dy, y, inv_std):
+def batch_norm_backward(dy, y, inv_std):
     """batch_norm_layer.cpp Backward_cpu: dx = (dy - mean(dy) - mean(dy * y) * y) / sqrt(var + eps), the means
-    per channel over N, H and W."""
-    axes = (0, 2, 3)
+    per channel over every axis but 1."""
+    axes = (0,) + tuple(range(2, dy.ndim))
     centred = dy - dy.mean(axes, keepdims=True) - (dy * y).mean(axes, keepdims=True) * y
-    return centred * inv_std[None, :, None, None]
+    return centred * inv_std.reshape((1, -1) + (1,) * (dy.ndim - 2))
 
 
-def _max_pool(x):
-    """pooling_layer.cpp MAX: each window's maximum, the first one in scan order when several tie (the mask
-    Caffe keeps for backward)."""
-    _, mask = caffe_pool(x.astype(np.float32), "MAX", **POOL)
+def max_pool(x, kernel, stride, pad, out_size):
+    """pooling_layer.cpp MAX: each window's maximum and its index h * W + w in the plane, the first one in scan
+    order when several tie (the mask Caffe keeps for backward)."""
+    _, mask = caffe_pool(x.astype(np.float32), "MAX", kernel, stride, pad, out_size)
     index = mask.astype(np.int64)
     n, c = x.shape[:2]
     pooled = np.take_along_axis(x.reshape(n, c, -1), index.reshape(n, c, -1), 2).reshape(index.shape)
     return pooled, index
 
 
-def _max_pool_backward(dy, index, shape):
+def max_pool_backward(dy, index, shape):
     """Each output's gradient goes to the input its mask names (summed where windows overlap)."""
     n, c = shape[:2]
     dx = np.zeros((n, c, shape[2] * shape[3]))

@@ -17,12 +17,12 @@ from typing import Mapping, Sequence
 import torch
 import torch.fx as fx
 
-from protodef.errors import SchemaError, UnsupportedError
+from protodef.errors import ProtodefError, SchemaError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .lower import _keep, lower_torch
 from .registry import converter_for
-from .train_params import bind_caffe_params
+from .train_params import bind_caffe_params, float32_value
 
 FOLDING_REFUSED = ("folding BatchNorm is a deploy transformation: a TRAIN-phase module keeps Caffe's BatchNorm, "
                    "whose statistics training updates (load with fold=False)")
@@ -32,7 +32,7 @@ def to_torch_train(net: Net) -> fx.GraphModule:
     """The GraphModule computing `net` (read in the TRAIN phase) as Caffe's TRAIN phase does, in train mode."""
     from protodef.passes import remove_split, run_pipeline
 
-    prepared, _ = run_pipeline(net, passes=[remove_split])
+    prepared, _ = run_pipeline(net, passes=[remove_split, name_automatic_loss_tops])
     _check_trainable(prepared)
     weights = caffe_loss_weights(prepared)
     lowering = lower_torch(prepared)
@@ -81,18 +81,39 @@ def caffe_loss_weights(net: Net) -> dict[Value, float]:
         if given and len(given) != len(layer.outputs):
             raise SchemaError("loss_weight must be unspecified or specified once per top blob", where=layer.where,
                               layer=layer, expected=len(layer.outputs), found=len(given))
-        weights.update((value, float(w)) for value, w in zip(layer.outputs, given) if w != 0)
+        weights.update((value, float32_value(w)) for value, w in zip(layer.outputs, given) if w != 0)
     return weights
 
 
 def _check_trainable(net: Net) -> None:
+    """Every training-only layer can be computed, and its inputs fit each other (a deploy view never asks)."""
+    net.require_input_shapes()
     for layer in net.layers():
-        if layer.spec.training_only and converter_for(layer) is None:
+        if not layer.spec.training_only:
+            continue
+        if converter_for(layer) is None:
             raise UnsupportedError(f"protodef does not compute {layer.type} for training", where=layer.where,
                                    layer=layer)
+        try:
+            layer.params.check_inputs(*(net.shape(v) for v in layer.inputs))
+        except ProtodefError as error:
+            raise error.at(layer.where, layer) from None
+
+
+def name_automatic_loss_tops(net: Net) -> Net:
+    """A loss layer given no top gets one from Caffe (LossLayer::AutoTopBlobs, "(automatic)"); here it is
+    named after the layer, so that the module returns it."""
+    out = net.copy()
+    blobs = {v.blob for v in out.shapes} | {i.value.blob for i in out.inputs}
+    for layer in out.layers():
         if is_loss_layer(layer) and not layer.outputs:
-            raise UnsupportedError("a loss layer without a top: Caffe makes an anonymous one; name it (top: ...) "
-                                   "so that the module can return it", where=layer.where, layer=layer)
+            name = layer.name if layer.name not in blobs else f"{layer.name}_top"
+            top = Value(name)
+            out.replace(layer, layer.replace(outputs=(top,)))
+            out.shapes[top] = ()
+            blobs.add(name)
+            out.notes.append(f"loss layer '{layer.name}' has no top: its automatic top is named '{name}'")
+    return out
 
 
 def _add_outputs(module: fx.GraphModule, value_names: list[str]) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,13 +78,20 @@ def bind_caffe_params(net: Net, module: nn.Module, identifiers: dict[str, str]) 
             owner.entries.append(entry)
             entries.append(entry)
     for owner in owners:
-        lr_mult = 1.0 if owner.lr_mult is None else float(owner.lr_mult)
-        decay_mult = 1.0 if owner.decay_mult is None else float(owner.decay_mult)
+        lr_mult = 1.0 if owner.lr_mult is None else float32_value(owner.lr_mult)
+        decay_mult = 1.0 if owner.decay_mult is None else float32_value(owner.decay_mult)
         for entry in owner.entries:
             entry.update(lr_mult=lr_mult, decay_mult=decay_mult)
         if isinstance(owner.tensor, nn.Parameter):
             owner.tensor.requires_grad_(lr_mult != 0)
     return entries
+
+
+def float32_value(value: float) -> float:
+    """A float32 field as the shortest decimal that is the same float32 (0.1, not 0.10000000149011612)."""
+    single = np.float32(value)
+    short = float(str(single))
+    return short if np.float32(short) == single else float(single)
 
 
 def _blob_slots(layer: Layer, submodule: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:

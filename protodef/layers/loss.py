@@ -1,7 +1,9 @@
 """Training-only layers: the losses and Accuracy, each with Caffe's settings and shape checks.
 
 A deploy view drops them (with a note); a TRAIN-phase lowering computes them (converters/pytorch/loss.py).
-A loss's first output is a scalar (shape ()), as Caffe's loss layers give.
+A loss's first output is a scalar (shape ()), as Caffe's loss layers give. Their inputs' shapes are checked
+against each other (`check_inputs`) only when they are computed: a deploy view of a train_val net may be
+given a data shape that no longer fits its labels.
 """
 from __future__ import annotations
 
@@ -62,24 +64,22 @@ def _loss_settings(lp: Any, *, default: str, legacy: bool) -> tuple[str, int | N
     return mode, (p.ignore_label if p.HasField("ignore_label") else None)
 
 
-def _check_label_count(x: Shape | None, label: Shape | None, axis: int) -> None:
-    if x is None or label is None:
-        return
+def _check_label_count(x: Shape, label: Shape, axis: int) -> None:
     expected = count(x, 0, axis) * count(x, axis + 1)
     if count(label) != expected:
         raise ShapeError("the number of labels must match the number of predictions (N * H * W for axis 1)",
                          expected=expected, found=f"{count(label)} {tuple(label)}")
 
 
-def _check_same_count(a: Shape | None, b: Shape | None, what: str) -> None:
-    if a is not None and b is not None and count(a) != count(b):
+def _check_same_count(a: Shape, b: Shape, what: str) -> None:
+    if count(a) != count(b):
         raise ShapeError(f"{what} must have as many elements as the first input", expected=f"{count(a)} {a}",
                          found=f"{count(b)} {b}")
 
 
-def _check_same_num(a: Shape | None, b: Shape | None) -> None:
+def _check_same_num(a: Shape, b: Shape) -> None:
     """LossLayer::Reshape: the data and the label have the same first dimension."""
-    if a is not None and b is not None and a[:1] != b[:1]:
+    if a[:1] != b[:1]:
         raise ShapeError("the data and the label must have the same first dimension", expected=a[:1], found=b[:1])
 
 
@@ -96,11 +96,13 @@ class SoftmaxWithLoss:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "SoftmaxWithLoss":
         reject_unhonoured(lp.softmax_param, ("axis",), what="softmax_param")
-        x, label = inputs[:2]
+        x = inputs[0]
         axis = canonical_axis(lp.softmax_param.axis, len(x)) if x is not None else lp.softmax_param.axis
-        _check_same_num(x, label)
-        _check_label_count(x, label, axis)
         return cls(axis, *_loss_settings(lp, default="VALID", legacy=True), len(lp.top))
+
+    def check_inputs(self, x: Shape, label: Shape) -> None:
+        _check_same_num(x, label)
+        _check_label_count(x, label, self.axis)
 
     def infer(self, x: Shape | None, label: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs, _known_first((x,), "the softmax output") if self.outputs == 2 else None)
@@ -120,18 +122,20 @@ class InfogainLoss:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "InfogainLoss":
         p = lp.infogain_loss_param
-        x, label = inputs[:2]
+        x = inputs[0]
         axis = canonical_axis(p.axis, len(x)) if x is not None else p.axis
-        _check_same_num(x, label)
-        _check_label_count(x, label, axis)
         if len(inputs) < 3 and not p.source:
             raise SchemaError("InfogainLoss needs its matrix H: a third input or infogain_loss_param.source",
                               expected="3 inputs or a source", found="neither")
-        if len(inputs) == 3 and x is not None and inputs[2] is not None and count(inputs[2]) != x[axis] ** 2:
-            raise ShapeError("the infogain matrix must be num_labels x num_labels", expected=x[axis] ** 2,
-                             found=f"{count(inputs[2])} {tuple(inputs[2])}")
         mode, ignore = _loss_settings(lp, default="VALID", legacy=False)
         return cls(axis, mode, ignore, p.source if len(inputs) < 3 else "", len(lp.top))
+
+    def check_inputs(self, x: Shape, label: Shape, matrix: Shape | None = None) -> None:
+        _check_same_num(x, label)
+        _check_label_count(x, label, self.axis)
+        if matrix is not None and count(matrix) != x[self.axis] ** 2:
+            raise ShapeError("the infogain matrix must be num_labels x num_labels", expected=x[self.axis] ** 2,
+                             found=f"{count(matrix)} {tuple(matrix)}")
 
     def infer(self, x: Shape | None, *rest: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs, _known_first((x,), "the softmax output") if self.outputs == 2 else None)
@@ -148,9 +152,11 @@ class SigmoidCrossEntropyLoss:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "SigmoidCrossEntropyLoss":
-        _check_same_num(*inputs)
-        _check_same_count(*inputs, "the target")
         return cls(*_loss_settings(lp, default="BATCH_SIZE", legacy=True), len(lp.top))
+
+    def check_inputs(self, x: Shape, target: Shape) -> None:
+        _check_same_num(x, target)
+        _check_same_count(x, target, "the target")
 
     def infer(self, x: Shape | None, target: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs)
@@ -164,9 +170,11 @@ class EuclideanLoss:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "EuclideanLoss":
-        _check_same_num(*inputs)
-        _check_same_count(*inputs, "the second input")
         return cls(len(lp.top))
+
+    def check_inputs(self, a: Shape, b: Shape) -> None:
+        _check_same_num(a, b)
+        _check_same_count(a, b, "the second input")
 
     def infer(self, a: Shape | None, b: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs)
@@ -182,8 +190,12 @@ class HingeLoss:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "HingeLoss":
-        _check_same_num(*inputs)
         return cls(enum_name(lp.hinge_loss_param, "norm"), len(lp.top))
+
+    def check_inputs(self, x: Shape, label: Shape) -> None:
+        _check_same_num(x, label)
+        if count(label) != x[0]:
+            raise ShapeError("the label must hold one value per sample", expected=x[0], found=label)
 
     def infer(self, x: Shape | None, label: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs)
@@ -200,16 +212,18 @@ class ContrastiveLoss:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ContrastiveLoss":
-        a, b, similar = inputs
-        for shape, what in ((a, "the first input"), (b, "the second input"), (similar, "the pair label")):
-            if shape is not None and any(d != 1 for d in shape[2:]):
-                raise ShapeError(f"{what} must be (N, C) or (N, C, 1, 1)", found=shape)
-        if a is not None and b is not None and a[:2] != b[:2]:
-            raise ShapeError("both inputs must have the same shape", expected=a, found=b)
-        if similar is not None and len(similar) > 1 and similar[1] != 1:
-            raise ShapeError("the pair label must have one channel", found=similar)
         p = lp.contrastive_loss_param
         return cls(p.margin, p.legacy_version, len(lp.top))
+
+    def check_inputs(self, a: Shape, b: Shape, similar: Shape) -> None:
+        """contrastive_loss_layer.cpp LayerSetUp: (N, C, 1, 1) features, (N, 1, 1, 1) pair labels."""
+        for shape, what in ((a, "the first input"), (b, "the second input"), (similar, "the pair label")):
+            if any(d != 1 for d in shape[2:]):
+                raise ShapeError(f"{what} must be (N, C) or (N, C, 1, 1)", found=shape)
+        if a[:2] != b[:2]:
+            raise ShapeError("both inputs must have the same shape", expected=a, found=b)
+        if count(similar) != a[0]:
+            raise ShapeError("the pair label must hold one value per pair", expected=a[0], found=similar)
 
     def infer(self, a: Shape | None, b: Shape | None, similar: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs)
@@ -224,11 +238,12 @@ class MultinomialLogisticLoss:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "MultinomialLogisticLoss":
-        x, label = inputs
-        _check_same_num(x, label)
-        if label is not None and count(label, 1) != 1:
-            raise ShapeError("the label must hold one value per sample", expected="(N, 1, 1, 1)", found=label)
         return cls(len(lp.top))
+
+    def check_inputs(self, x: Shape, label: Shape) -> None:
+        _check_same_num(x, label)
+        if count(label, 1) != 1:
+            raise ShapeError("the label must hold one value per sample", expected="(N, 1, 1, 1)", found=label)
 
     def infer(self, x: Shape | None, label: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs)
@@ -248,14 +263,16 @@ class SmoothL1Loss:
         if len(inputs) == 3:
             raise ShapeError("SmoothL1Loss takes both inside and outside weights, or neither",
                              expected="2 or 4 inputs", found=3)
-        for index, shape in enumerate(inputs[1:], start=1):
-            _check_same_count(inputs[0], shape, f"input {index}")
         # Our schema has no smooth_l1_loss_param (a fork's field); a fork's caffe.proto given with --proto has.
         p = getattr(lp, "smooth_l1_loss_param", None)
         return cls(float(p.sigma) if p is not None else 1.0, len(inputs) == 4, len(lp.top))
 
     def infer(self, *inputs: Shape | None) -> Shape | list[Shape]:
         return _loss_shapes(self.outputs)
+
+    def check_inputs(self, *inputs: Shape) -> None:
+        for index, shape in enumerate(inputs[1:], start=1):
+            _check_same_count(inputs[0], shape, f"input {index}")
 
 
 @dataclass(frozen=True)
@@ -271,13 +288,15 @@ class Accuracy:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Accuracy":
         p = lp.accuracy_param
-        x, label = inputs
+        x = inputs[0]
         axis = canonical_axis(p.axis, len(x)) if x is not None else p.axis
-        _check_label_count(x, label, axis)
-        if x is not None and label is not None and p.top_k > count(x) // max(count(label), 1):
-            raise ShapeError("top_k must be at most the number of classes", expected=f"<= {count(x) // count(label)}",
-                             found=p.top_k)
         return cls(p.top_k, axis, p.ignore_label if p.HasField("ignore_label") else None, len(lp.top))
+
+    def check_inputs(self, x: Shape, label: Shape) -> None:
+        _check_label_count(x, label, self.axis)
+        if self.top_k > count(x) // count(label):
+            raise ShapeError("top_k must be at most the number of classes", expected=f"<= {count(x) // count(label)}",
+                             found=self.top_k)
 
     def infer(self, x: Shape | None, label: Shape | None) -> Shape | list[Shape]:
         if self.outputs < 2:
@@ -298,10 +317,10 @@ _loss("EuclideanLoss", (2, 2))(EuclideanLoss)
 _loss("HingeLoss", (2, 2))(HingeLoss)
 _loss("ContrastiveLoss", (3, 3))(ContrastiveLoss)
 _loss("MultinomialLogisticLoss", (2, 2))(MultinomialLogisticLoss)
-_loss("SmoothL1Loss", (2, 4), source="py-faster-rcnn")(SmoothL1Loss)
+_loss("SmoothL1Loss", (2, 4), source="py-faster-rcnn fork")(SmoothL1Loss)
 layer("Accuracy", family="loss", inputs=(2, 2), outputs=(0, 2), training_only=True, in_place_ok=False)(Accuracy)
 layer("MultiBoxLoss", family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False,
-      source="SSD", extras={"loss_layer": True})(TrainingOnly)
+      source="SSD fork (weiliu89)", extras={"loss_layer": True})(TrainingOnly)
 
 
 @dataclass(frozen=True)
