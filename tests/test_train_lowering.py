@@ -501,6 +501,18 @@ def test_loss_weights_on_any_top_make_caffes_objective(tmp_path):
     assert module.frozen.weight.grad is None
 
 
+def test_a_weighted_top_keeps_its_value_when_a_relu_works_in_place_after_it(tmp_path):
+    inputs = {"a": rng(20).standard_normal((3, 5)).astype(np.float32), "t": np.zeros((3, 4), np.float32)}
+    text = (ip_layer("ip", "a", "f", extra="loss_weight: 2") + 'layer { name: "relu" type: "ReLU" bottom: "f" top: "f" }\n'
+            + loss_layer("EuclideanLoss", ("f", "t")))
+    module = train_module(tmp_path, inputs, text)
+    loss, raw = module(*(torch.from_numpy(inputs[n]) for n in module.input_names))
+    assert module.output_names == ["loss", "f@0"] and module.loss_weights == {"loss": 1.0, "f@0": 2.0}
+    expected = inputs["a"] @ module.ip.weight.detach().numpy().T + module.ip.bias.detach().numpy()
+    assert_close(raw.detach().numpy(), expected, "the InnerProduct's own output")
+    assert_close(loss.detach().numpy(), euclidean_loss(np.maximum(expected, 0), inputs["t"])[0], "loss")
+
+
 @pytest.mark.parametrize("second, error, match", [
     (ip_layer("ip_b", "b", "fb", 5, 'param { name: "w" }'), "ShapeError", "cannot share param 'w'.*shape mismatch"),
     (ip_layer("ip_b", "b", "fb", 4, 'param { name: "w" lr_mult: 3 }'), "SchemaError", "mismatched lr_mult"),

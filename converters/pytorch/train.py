@@ -122,10 +122,15 @@ def _add_outputs(module: fx.GraphModule, value_names: list[str]) -> None:
     if not value_names:
         return
     nodes = {node.name: node for node in module.graph.nodes}
+    added = [nodes[module.value_nodes[name]] for name in value_names]
+    for node in added:
+        for user in node.users:    # an in-place ReLU after it would change the value returned
+            if user.op == "call_module" and getattr(module.get_submodule(user.target), "inplace", False):
+                module.get_submodule(user.target).inplace = False
     (output,) = [node for node in module.graph.nodes if node.op == "output"]
     current = output.args[0]
     current = list(current) if isinstance(current, (tuple, list)) else [current]
-    output.args = (tuple(current + [nodes[module.value_nodes[name]] for name in value_names]),)
+    output.args = (tuple(current + added),)
     module.recompile()
     _keep(module, output_names=list(module.output_names) + value_names)
 
