@@ -89,3 +89,16 @@ def test_transform_errors(net_dir, tmp_path):
     (tmp_path / "both.prototxt").write_text(both)
     with pytest.raises(SchemaError, match="mean_file and mean_value"):
         protodef.data_transform(tmp_path / "both.prototxt", "TEST")
+
+
+def test_data_transform_does_not_import_torch(net_dir):
+    import subprocess
+    import sys
+
+    from support import REPO
+    directory, _mean = net_dir
+    code = ("import sys, protodef\n"
+            f"protodef.data_transform({str(directory / 'net.prototxt')!r}, 'TEST')\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
