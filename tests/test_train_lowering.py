@@ -544,3 +544,15 @@ def test_training_refuses_folding_and_keeps_what_training_needs(tmp_path):
         protodef.load(prototxt, phase="train", fold=True)
     deploy = protodef.load(prototxt)
     assert deploy.input_names == ["data"] and deploy.output_names == ["ip2"] and not deploy.training
+
+
+def test_a_loss_setting_we_do_not_honour_refuses_training_but_not_the_deploy_view(tmp_path):
+    inputs = {"x": np.zeros((2, 3), np.float32), "label": np.zeros(2, np.float32)}
+    text = loss_layer("SoftmaxWithLoss", ("x", "label"), "loss_param { class_weighting: 2 class_weighting: 1 }")
+    with pytest.raises(protodef.errors.SchemaError, match="loss_param.class_weighting is not supported"):
+        train_module(tmp_path, inputs, text)
+    text = 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 3 } }\n' + \
+        loss_layer("SoftmaxWithLoss", ("ip", "label"), "loss_param { class_weighting: 2 class_weighting: 1 }")
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text('name: "t"\n' + "".join(_input(n, a.shape) for n, a in inputs.items()) + text)
+    assert protodef.load(prototxt).output_names == ["ip"]

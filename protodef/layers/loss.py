@@ -47,21 +47,31 @@ def _known_first(inputs: tuple[Shape | None, ...], what: str) -> Shape:
     return inputs[0]
 
 
-def _loss_settings(lp: Any, *, default: str, legacy: bool) -> tuple[str, int | None]:
-    """LossParameter: the normalization mode and the ignored label (None: none). `legacy`: the deprecated
-    `normalize` bool is read (as SoftmaxWithLoss and SigmoidCrossEntropyLoss do) or refused (InfogainLoss)."""
+def _loss_settings(lp: Any, *, default: str, legacy: bool) -> tuple[str, int | None, str]:
+    """LossParameter: the normalization mode, the ignored label (None: none) and why the layer cannot be
+    computed ("" when it can). `legacy`: the deprecated `normalize` bool is read (as SoftmaxWithLoss and
+    SigmoidCrossEntropyLoss do) or refused (InfogainLoss). Refusals wait until the layer is computed: a deploy
+    view drops the layer, whatever a fork set in it (SegNet's class_weighting)."""
     p = lp.loss_param
-    reject_unhonoured(p, ("ignore_label", "normalization", "normalize"), what="loss_param")
+    refused = ""
+    try:
+        reject_unhonoured(p, ("ignore_label", "normalization", "normalize"), what="loss_param")
+    except SchemaError as error:
+        refused = error.format()
     if p.HasField("normalization"):
         mode = enum_name(p, "normalization")
     elif p.HasField("normalize"):
         if not legacy:
-            raise SchemaError("loss_param.normalize is deprecated for this layer; use normalization",
-                              expected="normalization", found="normalize")
+            refused = "loss_param.normalize is deprecated for this layer: use normalization"
         mode = _NORMALIZE_LEGACY[p.normalize]
     else:
         mode = default
-    return mode, (p.ignore_label if p.HasField("ignore_label") else None)
+    return mode, (p.ignore_label if p.HasField("ignore_label") else None), refused
+
+
+def _refuse(refused: str) -> None:
+    if refused:
+        raise SchemaError(refused)
 
 
 def _check_label_count(x: Shape, label: Shape, axis: int) -> None:
@@ -92,15 +102,18 @@ class SoftmaxWithLoss:
     normalization: str           # FULL, VALID, BATCH_SIZE or NONE
     ignore_label: int | None
     outputs: int
+    refused: str = ""            # why it cannot be computed (a setting we do not honour), or ""
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "SoftmaxWithLoss":
         reject_unhonoured(lp.softmax_param, ("axis",), what="softmax_param")
         x = inputs[0]
         axis = canonical_axis(lp.softmax_param.axis, len(x)) if x is not None else lp.softmax_param.axis
-        return cls(axis, *_loss_settings(lp, default="VALID", legacy=True), len(lp.top))
+        mode, ignore, refused = _loss_settings(lp, default="VALID", legacy=True)
+        return cls(axis, mode, ignore, len(lp.top), refused)
 
     def check_inputs(self, x: Shape, label: Shape) -> None:
+        _refuse(self.refused)
         _check_same_num(x, label)
         _check_label_count(x, label, self.axis)
 
@@ -118,19 +131,20 @@ class InfogainLoss:
     ignore_label: int | None
     source: str
     outputs: int
+    refused: str = ""
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "InfogainLoss":
         p = lp.infogain_loss_param
         x = inputs[0]
         axis = canonical_axis(p.axis, len(x)) if x is not None else p.axis
+        mode, ignore, refused = _loss_settings(lp, default="VALID", legacy=False)
         if len(inputs) < 3 and not p.source:
-            raise SchemaError("InfogainLoss needs its matrix H: a third input or infogain_loss_param.source",
-                              expected="3 inputs or a source", found="neither")
-        mode, ignore = _loss_settings(lp, default="VALID", legacy=False)
-        return cls(axis, mode, ignore, p.source if len(inputs) < 3 else "", len(lp.top))
+            refused = "InfogainLoss needs its matrix H: a third input or infogain_loss_param.source"
+        return cls(axis, mode, ignore, p.source if len(inputs) < 3 else "", len(lp.top), refused)
 
     def check_inputs(self, x: Shape, label: Shape, matrix: Shape | None = None) -> None:
+        _refuse(self.refused)
         _check_same_num(x, label)
         _check_label_count(x, label, self.axis)
         if matrix is not None and count(matrix) != x[self.axis] ** 2:
@@ -149,12 +163,15 @@ class SigmoidCrossEntropyLoss:
     normalization: str
     ignore_label: int | None
     outputs: int = 1
+    refused: str = ""
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "SigmoidCrossEntropyLoss":
-        return cls(*_loss_settings(lp, default="BATCH_SIZE", legacy=True), len(lp.top))
+        mode, ignore, refused = _loss_settings(lp, default="BATCH_SIZE", legacy=True)
+        return cls(mode, ignore, len(lp.top), refused)
 
     def check_inputs(self, x: Shape, target: Shape) -> None:
+        _refuse(self.refused)
         _check_same_num(x, target)
         _check_same_count(x, target, "the target")
 
@@ -301,24 +318,27 @@ class Accuracy:
     def infer(self, x: Shape | None, label: Shape | None) -> Shape | list[Shape]:
         if self.outputs < 2:
             return _loss_shapes(self.outputs)
-        return [(), (_known_first((x,), "the per-class output")[self.axis],)]
+        return [(), (_known_first((x,), "the second output")[self.axis],)]
 
 
-def _loss(type_name: str, inputs: tuple[int, int | None], outputs: int = 1, source: str = "BVLC"):
+def _loss(type_name: str, inputs: tuple[int, int | None], honoured: tuple[str, ...], outputs: int = 1,
+          source: str = "BVLC"):
     """A subclass of Caffe's LossLayer: its first top's loss_weight defaults to 1 (extras["loss_layer"])."""
     return layer(type_name, family="loss", inputs=inputs, outputs=(0, outputs), training_only=True,
-                 in_place_ok=False, source=source, extras={"loss_layer": True})
+                 in_place_ok=False, source=source, honoured=honoured, extras={"loss_layer": True})
 
 
-_loss("SoftmaxWithLoss", (2, 2), outputs=2)(SoftmaxWithLoss)
-_loss("InfogainLoss", (2, 3), outputs=2)(InfogainLoss)
-_loss("SigmoidCrossEntropyLoss", (2, 2))(SigmoidCrossEntropyLoss)
-_loss("EuclideanLoss", (2, 2))(EuclideanLoss)
-_loss("HingeLoss", (2, 2))(HingeLoss)
-_loss("ContrastiveLoss", (3, 3))(ContrastiveLoss)
-_loss("MultinomialLogisticLoss", (2, 2))(MultinomialLogisticLoss)
-_loss("SmoothL1Loss", (2, 4), source="py-faster-rcnn fork")(SmoothL1Loss)
-layer("Accuracy", family="loss", inputs=(2, 2), outputs=(0, 2), training_only=True, in_place_ok=False)(Accuracy)
+_NORMALISED = ("normalization", "normalize", "ignore_label")
+_loss("SoftmaxWithLoss", (2, 2), ("axis",) + _NORMALISED, outputs=2)(SoftmaxWithLoss)
+_loss("InfogainLoss", (2, 3), ("axis", "source", "normalization", "ignore_label"), outputs=2)(InfogainLoss)
+_loss("SigmoidCrossEntropyLoss", (2, 2), _NORMALISED)(SigmoidCrossEntropyLoss)
+_loss("EuclideanLoss", (2, 2), ())(EuclideanLoss)
+_loss("HingeLoss", (2, 2), ("norm",))(HingeLoss)
+_loss("ContrastiveLoss", (3, 3), ("margin", "legacy_version"))(ContrastiveLoss)
+_loss("MultinomialLogisticLoss", (2, 2), ())(MultinomialLogisticLoss)
+_loss("SmoothL1Loss", (2, 4), ("sigma",), source="py-faster-rcnn fork")(SmoothL1Loss)
+layer("Accuracy", family="loss", inputs=(2, 2), outputs=(0, 2), training_only=True, in_place_ok=False,
+      honoured=("top_k", "axis", "ignore_label"))(Accuracy)
 layer("MultiBoxLoss", family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False,
       source="SSD fork (weiliu89)", extras={"loss_layer": True})(TrainingOnly)
 
