@@ -12,5 +12,14 @@ from .plugins import register_layer
 
 from .version import __version__
 
-__all__ = ["read_net", "lower", "load", "to_onnx", "save_onnx", "save_pytorch", "draw", "register_layer", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
+__all__ = ["read_net", "lower", "load", "to_onnx", "save_onnx", "save_pytorch", "draw", "register_layer", "Solver",
+           "data_transform", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
            "ShapeError", "WeightsError", "UnsupportedError", "OutputError", "Location", "__version__"]
+
+
+def __getattr__(name: str):
+    # Solver needs torch: imported on first use, so the ONNX path stays free of it.
+    if name in ("Solver", "data_transform"):
+        from . import train
+        return getattr(train, name)
+    raise AttributeError(f"module 'protodef' has no attribute {name!r}")

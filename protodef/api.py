@@ -44,11 +44,12 @@ def load_proto_module(path: str | os.PathLike):
         raise
 
 
-def lower(net: Net, *, fold: bool = True) -> Net:
+def lower(net: Net, *, fold: bool = True, training: bool = False) -> Net:
     """The net as every backend takes it: training layers, Splits and Dropouts gone and, when `fold`, BatchNorm
-    and Scale folded into the layers before them. Its `pass_report` says what each pass changed."""
+    and Scale folded into the layers before them; for `training` (a TRAIN-phase net for PyTorch), only Splits
+    gone. Its `pass_report` says what each pass changed."""
     from .passes import run_pipeline
-    return run_pipeline(net, fold=fold)[0]
+    return run_pipeline(net, fold=fold, training=training)[0]
 
 
 def _as_net(net_or_path, weights, read_options) -> Net:
@@ -59,10 +60,10 @@ def _as_net(net_or_path, weights, read_options) -> Net:
     return read_net(net_or_path, weights, **read_options)
 
 
-def _lowered(net_or_path, weights, read_options, *, fold: bool) -> Net:
+def _lowered(net_or_path, weights, read_options, *, fold: bool, training: bool = False) -> Net:
     """A prototxt path or a Net, through the pass pipeline once (a net that has been through it stays as is)."""
     net = _as_net(net_or_path, weights, read_options)
-    return net if net.pass_report is not None else lower(net, fold=fold)
+    return net if net.pass_report is not None else lower(net, fold=fold, training=training)
 
 
 def to_onnx(prototxt, weights=None, *, opset: int | None = None, dynamic_batch: bool = False, fold: bool = True,
@@ -80,13 +81,19 @@ def save_onnx(prototxt, path: str | os.PathLike, weights=None, *, opset: int | N
     write_onnx(_lowered(prototxt, weights, read_options, fold=fold), path, opset=opset, dynamic_batch=dynamic_batch)
 
 
-def load(prototxt, weights=None, *, phase: str = "test", fold: bool = True,
+def load(prototxt, weights=None, *, phase: str = "test", fold: bool | None = None,
          input_shape: Mapping[str, Shape] | None = None, **read_options):
     """A torch.fx.GraphModule computing the net (a prototxt path or a Net) as Caffe does; submodules are named
-    after the layers."""
+    after the layers.
+
+    phase "test" (default): the deploy view in eval mode, BatchNorm and Scale folded unless fold=False.
+    phase "train": Caffe's TRAIN net in train mode, labels in and losses and metrics out, never folded
+    (converters/pytorch/train.py says what it carries for training)."""
     from converters.pytorch import to_torch
+    training = phase.upper() == "TRAIN"
     read_options = {"phase": phase.upper(), "input_shape": input_shape, **read_options}
-    return to_torch(_lowered(prototxt, weights, read_options, fold=fold))
+    return to_torch(_lowered(prototxt, weights, read_options, fold=not training if fold is None else fold,
+                             training=training))
 
 
 def save_pytorch(prototxt, path: str | os.PathLike, weights=None, *, fold: bool = True, form: str = "source",

@@ -5,7 +5,7 @@ from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 from .errors import GraphError, Location, ProtodefError, SchemaError, ShapeError, UnsupportedError
-from .ir import Layer, Net, NetInput, Value
+from .ir import Layer, Net, NetInput, ParamSpec, Value
 from .layers.common import MAX_BLOB_COUNT
 from .layers.registry import LayerSpec, Shape, spec_of
 from .source import SourceMap
@@ -217,10 +217,16 @@ def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, l
         return
     out_shapes = infer_outputs(params, tuple(in_shapes), len(outputs))
     layer = Layer(name=name, type=lp.type, params=params, inputs=tuple(inputs), outputs=tuple(outputs), where=where,
-                  caffe_name=lp.name, param_names=tuple(p.name for p in lp.param), extra=extra)
+                  caffe_name=lp.name, param_names=tuple(p.name for p in lp.param),
+                  param_specs=tuple(_param_spec(p) for p in lp.param), loss_weights=tuple(lp.loss_weight), extra=extra)
     net.add(layer)
     for value, shape in zip(outputs, out_shapes):
         net.shapes[value] = shape
+
+
+def _param_spec(p: Any) -> ParamSpec:
+    return ParamSpec(p.name, p.lr_mult if p.HasField("lr_mult") else None,
+                     p.decay_mult if p.HasField("decay_mult") else None, p.share_mode == 1)   # 1: PERMISSIVE
 
 
 def _fork_fields(spec: LayerSpec, unknown: list) -> dict[str, Any]:

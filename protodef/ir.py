@@ -33,6 +33,17 @@ def str_at(value: Value) -> str:
     return f"{value.blob}@{value.version}"
 
 
+@dataclass(frozen=True)
+class ParamSpec:
+    """Caffe's ParamSpec of one weight blob. A multiplier the prototxt leaves unset is None: Caffe tells unset
+    from 1 when it merges the specs of layers sharing a blob (net.cpp AppendParam)."""
+
+    name: str = ""
+    lr_mult: float | None = None
+    decay_mult: float | None = None
+    permissive: bool = False    # share_mode PERMISSIVE: a shared blob need only have as many elements
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
     """One layer: typed params, ordered inputs/outputs, weights (arrays in Caffe's blob order)."""
@@ -46,6 +57,8 @@ class Layer:
     where: Location | None = None
     caffe_name: str = ""
     param_names: tuple[str, ...] = ()        # ParamSpec names: layers sharing a name share that blob
+    param_specs: tuple[ParamSpec, ...] = ()   # as written, one per blob at most (training reads them)
+    loss_weights: tuple[float, ...] = ()      # as written: none, or one per output
     extra: dict[str, Any] = field(default_factory=dict)   # unknown fork fields, as plain mappings
 
     @property

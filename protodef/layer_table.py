@@ -31,7 +31,7 @@ def _support(spec: LayerSpec, converters: set[str] | None) -> str:
     if spec.produces_input:
         return "net input"
     if spec.training_only:
-        return "dropped (training only)"
+        return "TRAIN phase" if converters is not None and spec.type in converters else "dropped (training only)"
     if converters is None:
         return "?"
     return "yes" if spec.type in converters else "no"
@@ -47,7 +47,8 @@ def render() -> str:
         "tables; `tests/test_layer_table.py` checks it is current. *Parameters* are the settings protodef reads",
         "and honours (resolved against the input shapes); any other parameter set to a non-default value is an",
         "error, never silently ignored. Data layers become the net's inputs; training-only layers (losses,",
-        "Accuracy) are dropped by the `remove_training_layers` pass with a note.",
+        "Accuracy) are dropped by the `remove_training_layers` pass with a note, and computed by a TRAIN-phase",
+        "PyTorch lowering (`protodef.load(..., phase=\"train\")`) where the table says *TRAIN phase*.",
         "",
         "| type | family | source | shape | ONNX | PyTorch | parameters |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -28,7 +28,8 @@ import numpy as np
 from .errors import WeightsError
 from .write import atomic_open
 
-__all__ = ["CaffeModel", "LayerBlobs", "read_caffemodel", "write_caffemodel", "V1_LAYER_TYPES", "V0_LAYER_TYPES"]
+__all__ = ["CaffeModel", "LayerBlobs", "read_caffemodel", "write_caffemodel", "blob_message", "V1_LAYER_TYPES",
+           "V0_LAYER_TYPES"]
 
 # V1LayerParameter.LayerType: enum number -> name.
 V1_LAYER_TYPES: dict[int, str] = {
@@ -630,6 +631,12 @@ def write_caffemodel(path: str | os.PathLike, layers: Iterable[tuple[str, str, S
                 if data is not None:
                     out.write(data)
                 out.write(after)
+
+
+def blob_message(array: np.ndarray) -> bytes:
+    """One serialized BlobProto (BlobShape + packed float32 data), as write_caffemodel stores each blob."""
+    before, data, after, _size = _blob_parts(np.asarray(array, dtype="<f4", order="C"))
+    return before + (data.tobytes() if data is not None else b"") + after
 
 
 def _blob_parts(a: np.ndarray) -> tuple[bytes, memoryview | None, bytes, int]:

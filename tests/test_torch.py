@@ -371,7 +371,10 @@ def test_every_layer_scripts_exports_and_writes_out_as_source(case, built, tmp_p
 
 
 # ---- structure ----------------------------------------------------------------------------------------------
-def test_unfolded_batchnorm_takes_caffe_statistics_and_the_following_scale(tmp_path):
+def test_unfolded_batchnorm_keeps_caffe_blobs_and_the_scale_after_it(tmp_path):
+    """fold=False keeps Caffe's BatchNorm (its three blobs as buffers, no affine) and the Scale as its own
+    module; in train mode it normalises by the batch and moves the blobs as Caffe does (tests in
+    test_train_lowering.py check the arithmetic)."""
     text = (conv("num_output: 4 kernel_size: 3", shape=(2, 3, 6, 6))
             + one("BatchNorm", BN, bottoms=("y",), tops=("y",), name="bn")
             + one("Scale", "scale_param { bias_term: true }", bottoms=("y",), tops=("y",), name="scale")
@@ -381,20 +384,20 @@ def test_unfolded_batchnorm_takes_caffe_statistics_and_the_following_scale(tmp_p
     gamma, beta = net.layer("scale").weights
     module = load(net, fold=False)
     bn = module.bn
-    assert isinstance(bn, torch.nn.BatchNorm2d) and bn.affine and not hasattr(module, "scale")
-    assert bn.eps == pytest.approx(0.001) and 0 < bn.momentum < 1
-    np.testing.assert_allclose(bn.running_mean.numpy(), mean / factor[0], rtol=1e-6)
-    np.testing.assert_allclose(bn.running_var.numpy(), var / factor[0], rtol=1e-6)
-    np.testing.assert_array_equal(bn.weight.detach().numpy(), gamma)
-    np.testing.assert_array_equal(bn.bias.detach().numpy(), beta)
-    # Train mode normalises by the batch (what fine-tuning needs) and moves the running statistics.
+    assert type(bn).__name__ == "CaffeBatchNorm" and bn.eps == pytest.approx(0.001)
+    assert {"bn.mean", "bn.variance", "bn.scale_factor", "scale.weight", "scale.bias"} <= set(module.state_dict())
+    np.testing.assert_array_equal(bn.mean.numpy(), mean)
+    np.testing.assert_array_equal(bn.variance.numpy(), var)
+    np.testing.assert_array_equal(bn.scale_factor.numpy(), factor.reshape(1))
+    np.testing.assert_array_equal(module.scale.weight.detach().numpy(), gamma)
+    np.testing.assert_array_equal(module.scale.bias.detach().numpy(), beta)
     module.train()
     x = torch.randn(4, 3, 6, 6)
-    module(x).square().sum().backward()          # (the ReLU after the BatchNorm works in place)
-    assert not torch.allclose(bn.running_mean, torch.from_numpy(mean / factor[0]))
-    assert module.relu.inplace and bn.weight.grad is not None and module.y.weight.grad.abs().sum() > 0
+    module(x).square().sum().backward()          # (the ReLU after the Scale works in place)
+    assert not torch.equal(bn.mean, torch.from_numpy(mean)) and bn.scale_factor.item() != factor[0]
+    assert module.relu.inplace and module.scale.weight.grad is not None and module.y.weight.grad.abs().sum() > 0
     folded = load(net, fold=True)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not any(type(m).__name__ == "CaffeBatchNorm" for m in folded.modules())
     assert set(folded.state_dict()) == {"y.weight", "y.bias"}
 
 
@@ -462,9 +465,9 @@ def _unpassed(net):
 
 def test_missing_converters_are_reported_together(tmp_path):
     from converters.pytorch.lower import lower_torch
-    text = data(2, 3) + one("SoftmaxWithLoss", bottoms=("data", "data"), tops=("loss",))
+    text = data(2, 3) + one("MultiBoxLoss", bottoms=("data", "data"), tops=("loss",))
     net = read_net(_write(tmp_path, text), init="none")
-    with pytest.raises(UnsupportedError, match="no converter for 1 layer type.*SoftmaxWithLoss"):
+    with pytest.raises(UnsupportedError, match="no converter for 1 layer type.*MultiBoxLoss"):
         lower_torch(_unpassed(net))
 
 
@@ -650,8 +653,9 @@ def test_resnet50_matches_opencv(resnet, fold):
         assert not any(k.startswith(("bn", "scale")) for k in keys)
         assert names["res2a_branch2a"].bias is not None        # the folded BatchNorm's shift
     else:
-        assert isinstance(names["bn2a_branch2a"], torch.nn.BatchNorm2d) and "scale2a_branch2a" not in names
-        assert {"bn_conv1.running_mean", "bn_conv1.running_var", "bn_conv1.weight", "bn_conv1.bias"} <= keys
+        assert type(names["bn2a_branch2a"]).__name__ == "CaffeBatchNorm" and "scale2a_branch2a" in names
+        assert {"bn_conv1.mean", "bn_conv1.variance", "bn_conv1.scale_factor", "scale_conv1.weight",
+                "scale_conv1.bias"} <= keys
 
 
 def test_load_reads_the_input_shape_and_phase(tmp_path):

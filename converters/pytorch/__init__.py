@@ -8,8 +8,9 @@
 The GraphModule works with torch.export.export, torch.compile, torch.jit.script and torch.jit.trace (both
 tested; TorchScript is deprecated upstream, prefer export), `.to(device)` and `.half()`. The net comes from the
 pass pipeline (protodef.lower): folded, BatchNorm and Scale are in the convolutions before them, which is fastest
-for inference; unfolded, each BatchNorm stays an nn.BatchNorm*d holding Caffe's statistics, with the Scale after
-it as its affine weight and bias, for fine-tuning in train mode; in eval mode it computes what Caffe does.
+for inference; unfolded, each BatchNorm stays Caffe's (CaffeBatchNorm: its three blobs as buffers, updated in
+train mode as Caffe updates them) and each Scale its own module. A net lowered for training (protodef.lower(net,
+training=True)) gives train.py's module: labels in, losses and metrics out.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from protodef.ir import Net
 from .lower import lower_torch
 from .registry import Step, TorchContext, torch_converter, with_weights
 
-__all__ = ["to_torch", "save_pytorch", "lower_torch", "torch_converter", "Step", "TorchContext",
-           "with_weights"]
+__all__ = ["to_torch", "save_pytorch", "lower_torch", "torch_converter", "Step", "TorchContext", "with_weights"]
 
 
 def to_torch(net: Net) -> fx.GraphModule:
@@ -30,8 +30,12 @@ def to_torch(net: Net) -> fx.GraphModule:
 
     forward takes the net's inputs in Caffe's order (argument names are the input blob names, made into
     identifiers) and returns the output tensor, or a tuple in the order of the module's `output_names`.
-    `caffe_names` maps each submodule name back to its Caffe layer name.
+    `caffe_names` maps each submodule name back to its Caffe layer name. A net lowered for training gives the
+    TRAIN-phase module, in train mode (train.py).
     """
+    if net.pass_report is not None and net.pass_report.training:
+        from .train import to_torch_train
+        return to_torch_train(net)
     return lower_torch(net).module
 
 

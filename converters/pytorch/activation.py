@@ -1,15 +1,13 @@
 """Element-wise family: activations as torch modules where one computes Caffe's function, ours elsewhere."""
 from __future__ import annotations
 
-import operator
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from protodef.ir import Layer
 
-from . import modules
+from . import modules, train_modules
 from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
 
 
@@ -86,10 +84,9 @@ def threshold(layer: Layer, ctx: TorchContext) -> nn.Module:
 
 @torch_converter("Dropout")
 def dropout(layer: Layer, ctx: TorchContext) -> Lowered:
-    """The identity at test time, or a constant scale when trained with scale_train false (passes normally
-    remove Dropout before lowering; this keeps a raw net convertible)."""
-    scale = layer.params.test_scale
-    return None if scale == 1.0 else Step(operator.mul, (scale,))
+    """Caffe's Dropout in either mode (a deploy lowering's remove_dropout pass takes it out before this)."""
+    p = layer.params
+    return ctx.module(train_modules.CaffeDropout, p.ratio, p.scale_train)
 
 
 @torch_converter("NegReLU")

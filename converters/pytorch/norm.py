@@ -1,50 +1,31 @@
-"""Normalisation family: BatchNorm (with the Scale after it) as nn.BatchNorm*d, Scale, Bias, LRN, and
-protodef's ChannelAffine (what the folding passes leave of BatchNorm and Scale)."""
+"""Normalisation family: BatchNorm as Caffe's (CaffeBatchNorm), Scale, Bias, LRN, and protodef's ChannelAffine
+(what the folding passes leave of BatchNorm and Scale)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
 
-from protodef.errors import UnsupportedError
 from protodef.ir import Layer
+import numpy as np
+
 from protodef.layers.norm import NORM_L2_EPS
-from protodef.passes.batchnorm_scale_to_affine import scale_affine
 
-from . import census_modules, modules
+from . import census_modules, modules, train_modules
 from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
-
-_BATCHNORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
-
-# Caffe's moving_average_fraction (0.999) would make torch's momentum 0.001, which all but freezes the
-# statistics; fine-tuning usually wants them to follow the new data, as torch's default does.
-FINE_TUNING_MOMENTUM = 0.1
 
 
 @torch_converter("BatchNorm")
 def batch_norm(layer: Layer, ctx: TorchContext) -> nn.Module:
-    """Caffe batch_norm_layer.cpp: running mean = blobs[0] / s and variance = blobs[1] / s, s = blobs[2][0]
-    (0 makes the factor 0). A Scale of the channel axis that alone reads the result becomes the affine
-    weight and bias, so the pair trains as one torch BatchNorm. use_global_stats false (Caffe normalises by
-    each batch's statistics, also at test time) gives a BatchNorm that tracks no statistics."""
+    """Caffe batch_norm_layer.cpp as CaffeBatchNorm, its blobs (mean, variance, scale factor) as buffers, in
+    both phases: the stored statistics or the batch's, and the blobs' updates, as Caffe has them. A
+    use_global_stats the prototxt leaves unset follows the module's train/eval mode, as Caffe's follows the
+    phase."""
     p = layer.params
-    rank = len(ctx.input_shape(layer))
-    if rank not in _BATCHNORM:
-        raise UnsupportedError("BatchNorm over this many axes has no torch module", layer=layer, where=layer.where,
-                               expected="2 to 5 axes", found=ctx.input_shape(layer))
-    following = ctx.sole_reader(layer)
-    affine = None
-    if following is not None and following.type == "Scale":
-        affine = scale_affine(ctx.net, following)
-    module = ctx.module(_BATCHNORM[rank], p.channels, eps=p.eps, momentum=FINE_TUNING_MOMENTUM,
-                        affine=affine is not None, track_running_stats=p.use_global_stats)
-    if affine is not None:
-        ctx.absorb(following, into=layer)
-        with_weights(module, layer, weight=affine[0], bias=affine[1])
-    if not p.use_global_stats:
-        return module
-    mean, variance = p.statistics(blobs(layer, 3))
-    return with_weights(module, layer, running_mean=mean, running_var=variance)
+    use_global_stats = p.use_global_stats if p.use_global_stats_set else None
+    module = ctx.module(train_modules.CaffeBatchNorm, p.channels, p.eps, p.moving_average_fraction, use_global_stats)
+    mean, variance, factor = blobs(layer, 3)
+    return with_weights(module, layer, mean=mean, variance=variance, scale_factor=np.asarray(factor).reshape(1))
 
 
 @torch_converter("ChannelAffine")

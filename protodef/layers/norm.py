@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SchemaError, ShapeError
-from .common import canonical_axis, enum_name, reject_unhonoured
+from .common import ConstantFiller, canonical_axis, enum_name, reject_unhonoured
 from .registry import Shape, layer
 
 _CONSTANT_ZERO = None   # Caffe fills BatchNorm's statistics with zeros; None means "constant 0" to the fillers
@@ -21,6 +21,8 @@ class BatchNorm:
     channels: int
     eps: float
     use_global_stats: bool
+    moving_average_fraction: float = 0.999
+    use_global_stats_set: bool = False   # set in the prototxt; otherwise it follows the phase (train/eval mode)
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "BatchNorm":
@@ -32,7 +34,7 @@ class BatchNorm:
             raise ShapeError("BatchNorm needs a channel axis", found=x)
         # Caffe: use_global_stats defaults to true in the TEST phase, false in TRAIN.
         use_global = p.use_global_stats if p.HasField("use_global_stats") else lp.phase == 1
-        return cls(x[1], p.eps, use_global)
+        return cls(x[1], p.eps, use_global, p.moving_average_fraction, p.HasField("use_global_stats"))
 
     def infer(self, x: Shape) -> Shape:
         return x
@@ -91,7 +93,10 @@ class Scale:
         if end > len(x):
             raise ShapeError(f"{cls._param_field}: axis + num_axes is past the input's last axis",
                              expected=f"<= {len(x)}", found=end)
-        return cls(axis, x[axis:end], bias_term, False, p.filler, getattr(p, "bias_filler", None))
+        # scale_layer.cpp: without a filler the scale starts at 1; bias_layer.cpp's default is constant 0.
+        unit = cls._param_field == "scale_param" and not p.HasField("filler")
+        filler = ConstantFiller(1.0) if unit else p.filler
+        return cls(axis, x[axis:end], bias_term, False, filler, getattr(p, "bias_filler", None))
 
     def infer(self, x: Shape, scale: Shape | None = None) -> Shape:
         return x

@@ -109,6 +109,7 @@ class LayerSpec:
     inputs: tuple[int, int | None] = (1, 1)    # allowed number of bottoms (max None: unbounded)
     outputs: tuple[int, int | None] = (1, 1)   # allowed number of tops
     training_only: bool = False        # loss/accuracy: a deploy view drops them
+    loss_layer: bool = False           # a subclass of Caffe's LossLayer: its first top's loss_weight defaults to 1
     produces_input: bool = False       # data layers: their tops are net inputs
     in_place_ok: bool = True           # whether Caffe lets top == bottom
     honoured: tuple[str, ...] = ()     # parameter fields honoured (for docs/layers.md)

@@ -5,10 +5,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 
-from ..errors import ProtodefError
+from ..errors import ProtodefError, UnsupportedError
 from ..ir import Layer, Net
 from .batchnorm_scale_to_affine import batchnorm_scale_to_affine
 from .fold_affine_into_producer import fold_affine_into_producer
+from .name_automatic_loss_tops import name_automatic_loss_tops
 from .remove_dropout import remove_dropout
 from .remove_split import remove_split
 from .remove_training_layers import remove_training_layers
@@ -17,9 +18,18 @@ Pass = Callable[[Net], Net]
 
 CLEANUP: tuple[Pass, ...] = (remove_training_layers, remove_split, remove_dropout)
 FOLDING: tuple[Pass, ...] = (batchnorm_scale_to_affine, fold_affine_into_producer)
+# A TRAIN-phase net keeps its losses, Dropouts and BatchNorms: training needs them as Caffe runs them.
+TRAINING: tuple[Pass, ...] = (remove_split, name_automatic_loss_tops)
+
+FOLDING_REFUSED = ("folding BatchNorm is a deploy transformation: a TRAIN-phase module keeps Caffe's BatchNorm, "
+                   "whose statistics training updates (load with fold=False)")
 
 
-def default_passes(*, fold: bool = True) -> list[Pass]:
+def default_passes(*, fold: bool = True, training: bool = False) -> list[Pass]:
+    if training:
+        if fold:
+            raise UnsupportedError(FOLDING_REFUSED)
+        return list(TRAINING)
     return [*CLEANUP, *(FOLDING if fold else ())]
 
 
@@ -51,6 +61,7 @@ class PassResult:
 class PassReport:
     layers_in: int
     passes: list[PassResult] = field(default_factory=list)
+    training: bool = False       # lowered for training: losses, Dropout and BatchNorm kept
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [result.as_dict() for result in self.passes]
@@ -96,12 +107,16 @@ def _packed(items: list[str], *, first: str, width: int) -> list[str]:
     return lines
 
 
-def run_pipeline(net: Net, *, fold: bool = True, passes: Sequence[Pass] | None = None) -> tuple[Net, PassReport]:
+def run_pipeline(net: Net, *, fold: bool = True, training: bool = False, passes: Sequence[Pass] | None = None
+                 ) -> tuple[Net, PassReport]:
     """The one lowering driver: run the passes in order (by default remove_training_layers, remove_split,
-    remove_dropout, then when `fold` batchnorm_scale_to_affine and fold_affine_into_producer); returns the net
-    as every backend takes it (its `pass_report` set) and the report."""
-    chosen = list(passes) if passes is not None else default_passes(fold=fold)
-    report = PassReport(len(net))
+    remove_dropout, then when `fold` batchnorm_scale_to_affine and fold_affine_into_producer; for `training`,
+    remove_split and name_automatic_loss_tops); returns the net as every backend takes it (its `pass_report`
+    set) and the report."""
+    if training and fold:
+        raise UnsupportedError(FOLDING_REFUSED, where=net.source)
+    chosen = list(passes) if passes is not None else default_passes(fold=fold, training=training)
+    report = PassReport(len(net), training=training)
     current = net
     for step in chosen:
         name = getattr(step, "__name__", repr(step))
