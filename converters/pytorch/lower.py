@@ -71,7 +71,7 @@ def lower_torch(net: Net) -> Lowering:
     values = [builder.values[v] for v in outputs]
     builder.graph.output(values[0] if len(values) == 1 else tuple(values))
     module = fx.GraphModule(builder.root, builder.graph, class_name=class_name(net.name))
-    value_nodes = {net.value_name(v): node.name for v, node in builder.values.items() if v not in builder.hidden}
+    value_nodes = {net.value_name(v): node.name for v, node in builder.values.items()}
     _keep(module, caffe_names=dict(builder.modules.table), input_names=[i.value.blob for i in net.inputs],
           output_names=[net.value_name(v) for v in outputs], value_nodes=value_nodes)
     builder.lowering.module = module.eval()
@@ -88,15 +88,10 @@ class GraphBuilder:
         self.modules = Names(_module_reserved())
         self.arguments = Names(_argument_reserved())
         self.values: dict[Value, fx.Node] = {}
-        self.hidden: set[Value] = set()           # values no node computes (inside a merged BatchNorm + Scale)
         self.lowering = Lowering(module=None)     # type: ignore[arg-type]  (set once the graph is complete)
 
     def add(self, layer: Layer) -> None:
         inputs = [self.values[v] for v in layer.inputs]
-        if layer.name in self.ctx.absorbed:       # computed by the module of the layer before it
-            self.values[layer.outputs[0]] = inputs[0]
-            self.hidden.add(layer.inputs[0])
-            return
         lowered = converter_for(layer)(layer, self.ctx)
         self.values.update(zip(layer.outputs, self.emit(layer, lowered, inputs)))
 

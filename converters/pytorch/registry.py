@@ -76,7 +76,6 @@ class TorchContext:
     def __init__(self, net: Net):
         self.net = net
         self.constructors: dict[int, Constructor] = {}   # id(module) -> how it was made
-        self.absorbed: dict[str, str] = {}               # layer name -> the layer whose module computes it
 
     def shape(self, value: Value) -> Shape:
         return self.net.shape(value)
@@ -99,13 +98,6 @@ class TorchContext:
         self.constructors[id(module)] = Constructor(cls, args, kwargs)
         return module
 
-    def sole_reader(self, layer: Layer) -> Layer | None:
-        """The one layer that reads `layer`'s (one) output, if exactly one layer reads it once."""
-        if len(layer.outputs) != 1:
-            return None
-        readers = self.net.consumers(layer.outputs[0])
-        return readers[0][0] if len(readers) == 1 else None
-
     def owns_input(self, layer: Layer, index: int = 0) -> bool:
         """Whether `layer` may overwrite input `index` in place: it reads that value once and nothing else
         reads it, and it is a fresh tensor made by a layer whose module keeps nothing of it for backward (not
@@ -114,11 +106,6 @@ class TorchContext:
         producer = self.net.producer(value)
         return (producer is not None and producer.spec.fresh_output
                 and len(self.net.consumers(value)) == 1)
-
-    def absorb(self, layer: Layer, into: Layer) -> None:
-        """`into`'s module also computes `layer`, the sole reader of its output: `layer` gets no module and its
-        output is `into`'s."""
-        self.absorbed[layer.name] = into.name
 
 
 def with_weights(module: nn.Module, layer: Layer, **arrays: np.ndarray) -> nn.Module:
