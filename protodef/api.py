@@ -74,3 +74,10 @@ def draw(prototxt, *, rankdir: str = "TB", collapse: bool = False, shapes: bool 
     read_options.setdefault("init", "none" if not folded else "fillers")
     net = _as_net(prototxt, None, read_options)
     return render(net, rankdir=rankdir, collapse=collapse, shapes=shapes, folded=folded)
+
+
+def export_caffe(model, example_inputs=None, output=None, **options):
+    """Export a PyTorch module (on `example_inputs`), an onnx.ModelProto or an .onnx path to Caffe; with
+    `output` (a .prototxt path) also write it and the .caffemodel beside it. See converters.caffe."""
+    from converters.caffe import export_caffe as export
+    return export(model, example_inputs, output, **options)

@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--stage", action="append", default=[])
     convert.add_argument("--level", type=int, default=0)
     convert.add_argument("--proto", metavar="CAFFE_PROTO")
-    convert.add_argument("--to", choices=("onnx", "pytorch"), default="onnx", help="target (default onnx)")
+    convert.add_argument("--to", choices=("onnx", "pytorch", "caffe"), default="onnx",
+                         help="target (default onnx; an .onnx input converts to caffe)")
+    convert.add_argument("--target", default="bvlc", help="caffe: the Caffe to write for (bvlc, bvlc-master, "
+                                                           "opencv, ssd, mobilenet-yolo, deeplab; default bvlc)")
     convert.add_argument("-o", "--output", help="output file (default: beside the prototxt)")
     convert.add_argument("--opset", type=int, help="ONNX opset (default: the newest onnxruntime supports)")
     convert.add_argument("--dynamic-batch", action="store_true", help="make the first dimension symbolic")
@@ -163,6 +166,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_one(args: argparse.Namespace, prototxt: str) -> str:
+    if args.to == "caffe" or prototxt.lower().endswith(".onnx"):
+        from converters.caffe.command import convert_onnx_file
+        return convert_onnx_file(args, prototxt)
     net = read_from_args(args, prototxt=prototxt)
     if args.to == "onnx":
         from converters.onnx import save_onnx
