@@ -94,8 +94,18 @@ def test_pad_node_is_taken_into_pooling_and_convolution(tmp_path):
 
 def test_global_pooling_and_spatial_means(tmp_path):
     model = onnx_model([N("GlobalMaxPool", ["x"], ["a"]), N("ReduceMean", ["x"], ["b"], axes=[2, 3], keepdims=0),
-                        N("GlobalAveragePool", ["x"], ["c"])], {"x": [2, 3, 5, 4]}, ["a", "b", "c"])
-    assert_export_matches(tmp_path, model)
+                        N("GlobalAveragePool", ["x"], ["c"]), N("ReduceMax", ["x"], ["d"], axes=[2, 3])],
+                       {"x": [2, 3, 5, 4]}, ["a", "b", "c", "d"])
+    assert set(layer_types(assert_export_matches(tmp_path, model))[1:]) == {"Pooling", "Flatten"}
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL1"])
+@pytest.mark.parametrize("axes, keepdims", [([3], 0), ([1, 2, 3], 1), ([2, 3], 0)])
+def test_reductions_over_trailing_axes(tmp_path, op, axes, keepdims):
+    model = onnx_model([N(op, ["x", "axes"], ["y"], keepdims=keepdims)], {"x": [2, 3, 5, 4]}, ["y"],
+                       {"axes": np.array(axes, np.int64)}, opset=18)
+    export = assert_export_matches(tmp_path, model, opencv=False)   # OpenCV has no Reduction layer
+    assert "Reduction" in layer_types(export) or op == "ReduceMean" and axes == [2, 3]
 
 
 # ------------------------------------------------------------------------------------------ convolution

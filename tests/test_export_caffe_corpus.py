@@ -57,14 +57,14 @@ def weighted_layer_names(layers) -> set[str]:
     return {layer.name for layer in layers if layer.type in ("Convolution", "Deconvolution", "InnerProduct")}
 
 
-def round_trip(tmp_path: Path, path: Path, *, fold: bool = True):
+def round_trip(tmp_path: Path, path: Path, *, fold: bool = True, target: str = "bvlc"):
     """Export protodef's ONNX of the net at `path` back to Caffe; check outputs, names; return the export."""
     try:
         net = read_net(path, init="random", input_shape=ROUND_TRIP_SHAPES.get(path.name, {}), seed=1)
     except Exception as error:   # noqa: BLE001  (a net the front end cannot build is not this test's subject)
         pytest.skip(f"does not build: {error}")
     others = sorted({layer.type for layer in net.layers()} - BVLC_1_0)
-    if others:
+    if others and target == "bvlc":
         pytest.skip(f"layers BVLC Caffe 1.0 does not have: {', '.join(others)}")
     inputs = random_inputs(net)
     model = to_onnx(net, fold=fold)
@@ -73,7 +73,7 @@ def round_trip(tmp_path: Path, path: Path, *, fold: bool = True):
     opencv = unsupported_by_opencv(net) is None
     expected = original_outputs(net, path, tmp_path, inputs) if opencv else run_onnx(model, inputs)
 
-    export = to_caffe(model, fold_batchnorm=fold)
+    export = to_caffe(model, fold_batchnorm=fold, target=target)
     prototxt, caffemodel = export.save(tmp_path / "exported.prototxt")
     assert export.outputs == list(expected)                        # blob names survive
     assert weighted_layer_names(net.layers()) <= weighted_layer_names(export.param.layer)   # and layer names
@@ -99,3 +99,15 @@ def test_corpus_round_trip_keeps_batchnorm_unfolded(tmp_path, name):
     """Without folding, ONNX's BatchNormalization comes back as BatchNorm, its Mul and Add as a Scale."""
     export = round_trip(tmp_path, CORPUS / name, fold=False)
     assert "BatchNorm" in {layer.type for layer in export.param.layer}
+
+
+FORK_NETS = [("shufflenet/shufflenet_1x_g3_deploy.prototxt", "opencv"),
+             ("opencv_dnn_testdata/layer_interp.prototxt", "opencv")]
+
+
+@pytest.mark.skipif(not corpus_files("deploy"), reason="the corpus (../shared/corpus) is not there")
+@pytest.mark.parametrize("name, target", FORK_NETS)
+def test_corpus_round_trip_through_a_fork_target(tmp_path, name, target):
+    """Fork layers come back as what the target has: ShuffleChannel as Reshape + Permute + Flatten, the
+    depthwise type as a grouped Convolution, Interp as Interp."""
+    round_trip(tmp_path, CORPUS / name, target=target)

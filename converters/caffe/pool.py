@@ -1,4 +1,4 @@
-"""Pooling family: MaxPool, AveragePool, their global forms, and ReduceMean/ReduceMax over H and W.
+"""Pooling family: MaxPool, AveragePool and their global forms.
 
 Caffe rounds the pooled size up and drops a last window that starts in the padding; BVLC's later round_mode
 (or OpenCV's ceil_mode) rounds down. The exporter finds a Caffe pad and rounding whose windows include ONNX's,
@@ -14,7 +14,6 @@ from .arith import constant_run, scale_layer
 from .conv import cropped
 from .pad import padded_input
 from .registry import CaffeLayer, ExportContext, attributes, caffe_converter
-from .reshape import reshape_layer
 from .windows import (Windows, auto_pads, caffe_average_divisors, onnx_average_divisors, onnx_pool_count,
                       pooling_plans)
 
@@ -155,37 +154,3 @@ def merged_correction(ctx: ExportContext, node: onnx.NodeProto, correction: np.n
     return (None if np.allclose(combined, 1.0, rtol=1e-6, atol=0) else np.ascontiguousarray(combined),
             follower.output[0])
 
-
-_REDUCED_POOL = {"ReduceMean": "AVE", "ReduceMax": "MAX"}
-
-
-def reduced_axes(node: onnx.NodeProto, ctx: ExportContext, rank: int) -> list[int] | None:
-    attrs = attributes(node)
-    if "axes" in attrs:
-        return sorted(int(a) % rank for a in attrs["axes"])
-    given = ctx.optional_constant(node, 1, "the axes")
-    if given is None:
-        return None if attrs.get("noop_with_empty_axes", 0) else list(range(rank))
-    return sorted(int(a) % rank for a in given.reshape(-1))
-
-
-@caffe_converter("ReduceMean", "ReduceMax")
-def reduce_spatial(node: onnx.NodeProto, ctx: ExportContext) -> list[CaffeLayer]:
-    """Mean or max over H and W of a 4-D tensor: global pooling (then a Flatten when the axes are dropped)."""
-    x = ctx.shape(node.input[0])
-    axes = reduced_axes(node, ctx, len(x))
-    if axes is None:
-        ctx.alias(node.output[0], ctx.blob(node.input[0]))
-        return []
-    if len(x) != 4 or axes != [2, 3]:
-        raise ctx.refuse(node, f"{node.op_type} is exported over the two spatial axes of a 4-D tensor only",
-                         found=f"axes {axes} of {x}")
-    y = ctx.shape(node.output[0])
-    keep = len(y) == 4
-    pooled = node.output[0] if keep else ctx.intermediate(node, "pooled")
-    layer = pooling_layer(ctx, node, node.input[0], pooled, _REDUCED_POOL[node.op_type])
-    layer.proto.pooling_param.global_pooling = True
-    if keep:
-        return [layer]
-    return [layer, reshape_layer(ctx, node, pooled, node.output[0], y, input_shape=(*x[:2], 1, 1),
-                                 what="flatten")]
