@@ -44,9 +44,6 @@ class OnnxGraph:
             return tuple(self.constants[name].shape)
         return self.shapes[name]
 
-    def is_constant(self, name: str) -> bool:
-        return name in self.constants
-
     def readers_of(self, name: str) -> list[onnx.NodeProto]:
         return self.readers.get(name, [])
 
