@@ -4,7 +4,7 @@ Backends are imported only when used, so `to_onnx` never imports torch.
 """
 from __future__ import annotations
 
-from .api import draw, load, lower, read_net, save_onnx, save_pytorch, to_onnx
+from .api import draw, export_caffe, load, lower, read_net, save_onnx, save_pytorch, to_onnx
 from .errors import (GraphError, Location, OutputError, ParseError, ProtodefError, SchemaError, ShapeError,
                      UnsupportedError, WeightsError)
 from .ir import Layer, Net, Value
@@ -12,8 +12,8 @@ from .plugins import register_layer
 
 from .version import __version__
 
-__all__ = ["read_net", "lower", "load", "to_onnx", "save_onnx", "save_pytorch", "draw", "register_layer", "Solver",
-           "data_transform", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
+__all__ = ["read_net", "lower", "load", "to_onnx", "save_onnx", "save_pytorch", "draw", "export_caffe", "register_layer",
+           "Solver", "data_transform", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
            "ShapeError", "WeightsError", "UnsupportedError", "OutputError", "Location", "__version__"]
 
 

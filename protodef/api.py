@@ -125,3 +125,10 @@ def drawn_net(prototxt, *, folded: bool = False, **read_options) -> Net:
     if missing:
         net = fill_weights(net, only=missing)
     return _lowered(net, None, {}, fold=True)
+
+
+def export_caffe(model, example_inputs=None, output=None, **options):
+    """Export a PyTorch module (on `example_inputs`), an onnx.ModelProto or an .onnx path to Caffe; with
+    `output` (a .prototxt path) also write it and the .caffemodel beside it. See converters.caffe."""
+    from converters.caffe import export_caffe as export
+    return export(model, example_inputs, output, **options)

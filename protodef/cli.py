@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--stage", action="append", default=[])
     convert.add_argument("--level", type=int, default=0)
     convert.add_argument("--proto", metavar="CAFFE_PROTO")
-    convert.add_argument("--to", choices=("onnx", "pytorch"), default="onnx", help="target (default onnx)")
+    convert.add_argument("--to", choices=("onnx", "pytorch", "caffe"), default="onnx",
+                         help="target (default onnx; an .onnx input converts to caffe)")
+    convert.add_argument("--target", default="bvlc", help="caffe: the Caffe to write for (bvlc, bvlc-master, "
+                                                           "opencv, ssd, mobilenet-yolo, deeplab; default bvlc)")
     convert.add_argument("-o", "--output", help="output file (default: beside the prototxt)")
     convert.add_argument("--opset", type=int, help="ONNX opset (default 18, which today's deployment runtimes accept)")
     convert.add_argument("--dynamic-batch", action="store_true", help="make the first dimension symbolic")
@@ -163,6 +166,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_one(args: argparse.Namespace, prototxt: str) -> str:
+    if args.to == "caffe" or prototxt.lower().endswith(".onnx"):
+        return _export_caffe_one(args, prototxt)
     from .api import save_onnx, save_pytorch
     net = read_from_args(args, prototxt=prototxt)
     if args.to == "onnx":
@@ -173,6 +178,21 @@ def _convert_one(args: argparse.Namespace, prototxt: str) -> str:
     output = args.output or str(Path(prototxt).with_suffix(suffix))
     save_pytorch(net, output, fold=not args.no_fold, form=args.torch_format)
     return output
+
+
+def _export_caffe_one(args: argparse.Namespace, path: str) -> str:
+    """`convert model.onnx --to caffe`: one ONNX file to a prototxt and a caffemodel beside it."""
+    if not path.lower().endswith(".onnx"):
+        raise SchemaError("--to caffe converts an ONNX model (.onnx)", where=path)
+    if args.to == "pytorch":
+        raise SchemaError("an ONNX model converts to Caffe (--to caffe), not to PyTorch", where=path)
+    if args.weights:
+        raise SchemaError("an ONNX model carries its weights: --weights goes with a prototxt", where=path)
+    from converters.caffe import to_caffe
+    output = args.output or str(Path(path).with_suffix(".prototxt"))
+    export = to_caffe(path, target=args.target, input_shape=dict(args.input_shape), fold_batchnorm=not args.no_fold)
+    prototxt, caffemodel = export.save(output)
+    return f"{prototxt} + {caffemodel}"
 
 
 @command("draw")
