@@ -1,16 +1,33 @@
 """protodef: read Caffe nets (prototxt + caffemodel) into a graph IR; lower them to ONNX and PyTorch; draw them.
 
-Backends are imported only when used, so `to_onnx` never imports torch.
+Backends are imported only when used, so `to_onnx` never imports torch. The IR (and networkx with it) is
+imported on first use too, so `protodef --help` starts as fast as Python itself.
 """
 from __future__ import annotations
 
-from .api import draw, load, read_net, to_onnx
-from .errors import (GraphError, Location, OutputError, ParseError, ProtodefError, SchemaError, ShapeError,
-                     UnsupportedError, WeightsError)
-from .ir import Layer, Net, Value
-from .plugins import register_layer
+import importlib
+
+from .errors import (DependencyError, GraphError, InputError, Location, OutputError, ParseError, ProtodefError,
+                     SchemaError, ShapeError, UnsupportedError, UsageError, WeightsError)
 
 __version__ = "0.1.0"
 
-__all__ = ["read_net", "load", "to_onnx", "draw", "register_layer", "Net", "Layer", "Value", "ProtodefError", "ParseError", "SchemaError", "GraphError",
-           "ShapeError", "WeightsError", "UnsupportedError", "OutputError", "Location", "__version__"]
+# name -> module that defines it; imported when the name is first used (PEP 562)
+_LAZY = {"read_net": "api", "load": "api", "to_onnx": "api", "draw": "api", "register_layer": "plugins",
+         "Net": "ir", "Layer": "ir", "Value": "ir"}
+
+__all__ = ["read_net", "load", "to_onnx", "draw", "register_layer", "Net", "Layer", "Value", "ProtodefError",
+           "ParseError", "SchemaError", "GraphError", "ShapeError", "WeightsError", "UnsupportedError",
+           "OutputError", "InputError", "DependencyError", "UsageError", "Location", "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'protodef' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

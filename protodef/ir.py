@@ -82,6 +82,7 @@ class Net:
         self.inputs: list[NetInput] = []
         self.shapes: dict[Value, Shape] = {}
         self.notes: list[str] = []
+        self.metadata: dict[str, str] = {}         # protodef.<key> in an ONNX model: weights, seed, preprocessing
         self._producer: dict[Value, str] = {}
         self._final: dict[str, int] | None = None    # cache: the last version of each blob
         self._order = 0
@@ -245,6 +246,7 @@ class Net:
         other.inputs = list(self.inputs)
         other.shapes = dict(self.shapes)
         other.notes = list(self.notes)
+        other.metadata = dict(self.metadata)
         other._producer = dict(self._producer)
         other._final = None
         other._order = self._order

@@ -7,7 +7,7 @@ import onnx
 
 from protodef.ir import Net
 
-from .lower import MIN_OPSET, default_opset, lower_onnx, lower_onnx_bytes
+from .lower import MIN_OPSET, build_model_apart, default_opset, lower_onnx
 from .registry import OnnxContext, onnx_converter
 
 
@@ -20,10 +20,18 @@ def to_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = False, 
 
 
 def save_onnx(net: Net, path: str | os.PathLike, *, opset: int | None = None, dynamic_batch: bool = False,
-              fold: bool = True) -> None:
-    """Convert, check and write `path` atomically; nothing is written when the conversion fails."""
-    from protodef.write import atomic_write
-    atomic_write(path, lower_onnx_bytes(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold))
+              fold: bool = True, float16: bool = False) -> list[str]:
+    """Convert, check and write `path` atomically; nothing is written when the conversion fails. Returns the
+    files written: `path`, and `path` + ".data" holding the weights when they exceed protobuf's 2 GiB.
+    `float16` stores weights and computes in float16 (float32-only operator inputs stay float32)."""
+    from .save import save_model
+    model, initializers = build_model_apart(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold)
+    if float16:
+        from .float16 import to_float16
+        model.graph.initializer.extend(initializers)
+        initializers = []
+        to_float16(model)
+    return save_model(model, path, initializers=initializers, where=net.source)
 
 
 __all__ = ["to_onnx", "save_onnx", "default_opset", "MIN_OPSET", "onnx_converter", "OnnxContext"]

@@ -12,7 +12,6 @@ from protodef.ir import Layer, Net, Value
 from .registry import OnnxContext, converter_for
 
 MIN_OPSET = 13    # Softmax over one axis, Split/ReduceSum/Squeeze taking their axes as inputs
-PROTOBUF_LIMIT = 2 ** 31 - 1   # a ModelProto serializes to at most 2 GiB
 
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -85,26 +84,24 @@ def prepare(net: Net, *, fold: bool) -> Net:
 def lower_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = False, fold: bool = True
                ) -> onnx.ModelProto:
     """Lower `net` to a ModelProto that onnx's full checker accepts (nothing is written)."""
+    from .save import check_model
     model = build_model(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold)
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as error:   # e.g. a blob named "" (Caffe allows it; ONNX does not)
-        reason = str(error).strip().splitlines()[0]
-        raise UnsupportedError(f"the ONNX checker refuses the converted model: {reason}", where=net.source) from None
+    check_model(model, where=net.source)   # any size: the checker sees the weights as typed inputs
     return model
-
-
-def lower_onnx_bytes(net: Net, *, opset: int | None = None, dynamic_batch: bool = False, fold: bool = True
-                     ) -> bytes:
-    """The serialized model, checked as bytes: one serialization serves the checker and the file."""
-    data = build_model(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold).SerializeToString()
-    onnx.checker.check_model(data, full_check=True)
-    return data
 
 
 def build_model(net: Net, *, opset: int | None, dynamic_batch: bool, fold: bool) -> onnx.ModelProto:
     """Passes, then each layer's converter in order; the ModelProto is filled in place (make_graph and
     make_model would each copy every weight once more)."""
+    model, initializers = build_model_apart(net, opset=opset, dynamic_batch=dynamic_batch, fold=fold)
+    model.graph.initializer.extend(initializers)
+    return model
+
+
+def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool, fold: bool
+                      ) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """The model without its initializers, and the initializers: a writer can stream them into the file
+    (putting them into the graph copies every weight once more)."""
     opset = chosen_opset(opset)
     lowered = prepare(net, fold=fold)
     lowered.require_input_shapes()
@@ -121,17 +118,15 @@ def build_model(net: Net, *, opset: int | None, dynamic_batch: bool, fold: bool)
     for original, carrier in renamed.items():
         nodes.append(helper.make_node("Identity", [ctx.value(carrier)], [net.value_name(original)],
                                       name=ctx.fresh(f"{net.producer(original).name}/output")))
-    if ctx.initializer_bytes >= PROTOBUF_LIMIT:
-        raise UnsupportedError("the weights exceed the 2 GiB a single ONNX protobuf file can hold (external "
-                               "data files are not written yet)", where=net.source,
-                               found=f"{ctx.initializer_bytes} bytes")
     model = onnx.ModelProto()
     model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
     model.opset_import.add(domain="", version=opset)
     model.producer_name, model.producer_version = "protodef", _version()
     if net.name:
         model.doc_string = f"Caffe net '{net.name}' converted by protodef"
-    helper.set_model_props(model, {"source": str(net.source or "")})
+    # protodef.weights says whether the weights are trained (caffemodel) or made up (fillers, random: seed)
+    helper.set_model_props(model, {"source": str(net.source or ""),
+                                   **{f"protodef.{key}": value for key, value in net.metadata.items()}})
     graph = model.graph
     graph.name = lowered.name or "net"
     outputs = [v for v in lowered.outputs() if v not in set(renamed.values())]
@@ -141,9 +136,7 @@ def build_model(net: Net, *, opset: int | None, dynamic_batch: bool, fold: bool)
     graph.output.extend(value_info(ctx, v) for v in outputs)
     graph.output.extend(value_info(ctx, carrier, net.value_name(original)) for original, carrier in renamed.items())
     graph.value_info.extend(value_info(ctx, v) for layer in lowered.layers() for v in layer.outputs if v not in final)
-    graph.initializer.extend(ctx.initializers)
-    ctx.initializers.clear()
-    return model
+    return model, ctx.initializers
 
 
 def bypassed_outputs(net: Net, lowered: Net) -> dict[Value, Value]:

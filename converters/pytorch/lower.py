@@ -196,7 +196,8 @@ def class_name(net_name: str) -> str:
 def _module_reserved() -> set[str]:
     """Attribute names a submodule must not take: everything a GraphModule already has."""
     sample = fx.GraphModule(nn.Module(), fx.Graph())
-    return set(dir(fx.GraphModule)) | set(vars(sample)) | {"caffe_names", "input_names", "output_names"}
+    return set(dir(fx.GraphModule)) | set(vars(sample)) | {"caffe_names", "input_names", "output_names",
+                                                         "conversion_metadata"}
 
 
 def _argument_reserved() -> set[str]:
