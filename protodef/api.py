@@ -24,15 +24,20 @@ def read_net(prototxt: str | os.PathLike, weights: str | os.PathLike | None = No
     net = build_net(param, source, phase=phase, stages=stages, level=level, input_shapes=input_shape)
     if weights is not None:
         from .weights import read_caffemodel
-        return attach_weights(net, read_caffemodel(weights), path=os.fspath(weights),
-                              allow_missing=allow_missing_weights, seed=seed)
-    if init == "fillers":
-        return fill_weights(net, seed=seed)
-    if init == "random":
-        return random_weights(net, seed=seed)
+        net = attach_weights(net, read_caffemodel(weights), path=os.fspath(weights),
+                             allow_missing=allow_missing_weights, seed=seed)
+        net.metadata.update(weights="caffemodel", weights_file=os.path.basename(os.fspath(weights)))
+        return net
+    if init not in ("fillers", "random", "none"):
+        raise ValueError(f"init must be 'fillers', 'random' or 'none', not {init!r}")
     if init == "none":
         return net
-    raise ValueError(f"init must be 'fillers', 'random' or 'none', not {init!r}")
+    # Made-up weights are said so in every model converted from them: outputs mean nothing (and the fillers of
+    # some nets give NaN or Inf), and the seed makes them reproducible.
+    net = fill_weights(net, seed=seed) if init == "fillers" else random_weights(net, seed=seed)
+    if any(layer.weights for layer in net.layers()):
+        net.metadata.update(weights=init, seed=str(seed))
+    return net
 
 
 def load_proto_module(path: str | os.PathLike):
@@ -88,7 +93,10 @@ def load(prototxt, weights=None, *, phase: str = "test", fold: bool | None = Non
 
     phase "test" (default): the deploy view in eval mode, BatchNorm and Scale folded unless fold=False.
     phase "train": Caffe's TRAIN net in train mode, labels in and losses and metrics out, never folded
-    (converters/pytorch/train.py says what it carries for training)."""
+    (converters/pytorch/train.py says what it carries for training).
+    Without torch installed, a DependencyError says how to install it."""
+    from .convert import require_torch
+    require_torch()
     from converters.pytorch import to_torch
     training = phase.upper() == "TRAIN"
     read_options = {"phase": phase.upper(), "input_shape": input_shape, **read_options}

@@ -74,6 +74,7 @@ def attach_weights(net: Net, model: Any, *, path: str = "", allow_missing: bool 
                                found="none (use --allow-missing-weights to initialise them from their fillers)")
         _warn(out, f"no weights in the caffemodel for {listed}: initialised from their fillers (seed {seed})")
         out = fill_weights(out, seed=seed, only={layer.name for layer in missing})
+        out.metadata.update(filled_layers=", ".join(layer.name for layer in _in_order(out, missing)), seed=str(seed))
     return out
 
 

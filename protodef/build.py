@@ -8,6 +8,7 @@ from .errors import GraphError, Location, ProtodefError, SchemaError, ShapeError
 from .ir import Layer, Net, NetInput, ParamSpec, Value
 from .layers.common import MAX_BLOB_COUNT
 from .layers.registry import LayerSpec, Shape, spec_of
+from .preprocessing import record_preprocessing
 from .source import SourceMap
 
 PHASES = {"TRAIN": 0, "TEST": 1}
@@ -201,11 +202,9 @@ def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, l
         params = spec.params.from_proto(lp, tuple(in_shapes))
     outputs = _bind_outputs(lp, spec, latest)
     if spec.produces_input:
-        if lp.HasField("transform_param") and lp.transform_param.ByteSize():
-            # Caffe's data transformer (mean, scale, crop, mirror) runs before the net: the converted model
-            # takes what it produces, so callers must apply it themselves.
-            net.notes.append(f"layer '{lp.name}' ({lp.type}) transforms its data before the net (transform_param: "
-                             f"{_one_line(lp.transform_param)}); the converted model expects transformed inputs")
+        # Caffe's data transformer (mean, scale, crop, mirror) runs before the net: the converted model
+        # takes what it produces, so callers must apply it themselves.
+        record_preprocessing(net, lp, _PHASE_NAMES[lp.phase])
         shapes = params.infer()
         for index, value in enumerate(outputs):
             shape = overrides.get(value.blob, shapes[index] if index < len(shapes) else None)
@@ -259,11 +258,6 @@ def _bind_outputs(lp: Any, spec: LayerSpec, latest: dict[str, Value]) -> list[Va
     for value in outputs:
         latest[value.blob] = value
     return outputs
-
-
-def _one_line(message: Any) -> str:
-    from google.protobuf import text_format
-    return text_format.MessageToString(message, as_one_line=True)
 
 
 def _check_arity(spec: LayerSpec, bottoms: int, tops: int) -> None:

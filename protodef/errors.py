@@ -124,8 +124,31 @@ class OutputError(ProtodefError):
     kind = "output"
 
 
+class InputError(ProtodefError):
+    """An input file is missing or cannot be read (no such file, a directory, no permission)."""
+
+    exit_code = 10
+    kind = "input"
+
+
+class DependencyError(ProtodefError):
+    """A program or package an output needs is missing: torch (PyTorch output), graphviz's dot (the .dot is written)."""
+
+    exit_code = 11
+    kind = "dependency"
+
+
+class UsageError(ProtodefError):
+    """Command-line arguments that do not fit together (argparse's own errors exit 2 as well)."""
+
+    exit_code = 2
+    kind = "usage"
+
+
+# The generated exit-code table lists these; UsageError's code 2 is argparse's and has its own row.
 ERROR_KINDS: tuple[type[ProtodefError], ...] = (
-    ParseError, SchemaError, GraphError, ShapeError, WeightsError, UnsupportedError, OutputError)
+    ParseError, SchemaError, GraphError, ShapeError, WeightsError, UnsupportedError, OutputError, InputError,
+    DependencyError)
 
 
 def _layer_identity(layer: Any) -> tuple[str | None, str | None]:

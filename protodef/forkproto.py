@@ -22,7 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, re
 from google.protobuf.message import Message
 from google.protobuf.internal import enum_type_wrapper
 
-from .errors import Location, ParseError, SchemaError
+from .errors import InputError, Location, ParseError, SchemaError
 from .source import decode_text
 
 MAX_NESTING = 64                     # messages/enums/oneofs/extend blocks inside each other
@@ -60,7 +60,7 @@ def compile_proto(path: str | os.PathLike) -> types.ModuleType:
     try:
         stat = os.stat(path)
     except OSError as exc:
-        raise ParseError(f"cannot read the schema: {exc.strerror}", where=path) from exc
+        raise InputError(f"cannot read the schema: {exc.strerror}", where=path) from exc
     key = os.path.realpath(path)
     stamp = (stat.st_mtime_ns, stat.st_size)
     cached = _CACHE.get(key)
@@ -71,7 +71,7 @@ def compile_proto(path: str | os.PathLike) -> types.ModuleType:
         with open(path, "rb") as handle:
             raw = handle.read()
     except OSError as exc:
-        raise ParseError(f"cannot read the schema: {exc.strerror}", where=path) from exc
+        raise InputError(f"cannot read the schema: {exc.strerror}", where=path) from exc
     file_proto, notes = parse_proto(raw, path=path)
     module = build_module(file_proto, path=path, notes=notes)
     _CACHE[key] = (stamp, module)

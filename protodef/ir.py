@@ -101,6 +101,7 @@ class Net:
         # now, and the blob name it stands for. Every backend names its outputs by value_name, which reads this.
         self.output_aliases: dict[Value, str] = {}
         self.pass_report: Any = None    # set by passes.run_pipeline: the net as the backends take it
+        self.metadata: dict[str, str] = {}         # protodef.<key> in an ONNX model: weights, seed, preprocessing
         self._producer: dict[Value, str] = {}
         self._final: dict[str, int] | None = None    # cache: the last version of each blob
         self._order = 0
@@ -280,6 +281,7 @@ class Net:
         other.notes = list(self.notes)
         other.output_aliases = dict(self.output_aliases)
         other.pass_report = self.pass_report
+        other.metadata = dict(self.metadata)
         other._producer = dict(self._producer)
         other._final = None
         other._order = self._order

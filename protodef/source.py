@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import text_format
 
-from .errors import Location, ParseError, SchemaError
+from .errors import InputError, Location, ParseError, SchemaError
 
 # Tokens that matter for finding top-level `layer {` / `layers {` blocks; strings and comments are
 # matched whole so braces inside them are not counted.
@@ -53,7 +53,7 @@ def read_prototxt(path: str | os.PathLike, *, proto_module=None):
             raw = handle.read(MAX_PROTOTXT_BYTES + 1)   # bounded: the path may be a device or a pipe
             size = os.fstat(handle.fileno()).st_size
     except OSError as exc:
-        raise ParseError(f"cannot read the file: {exc.strerror}", where=path) from exc
+        raise InputError(f"cannot read the file: {exc.strerror}", where=path) from exc
     if len(raw) > MAX_PROTOTXT_BYTES:
         raise _too_large(path, size if size > MAX_PROTOTXT_BYTES else None)
     return parse_prototxt(raw, path=path, proto_module=proto_module)

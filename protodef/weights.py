@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import InputError, WeightsError
 from .write import atomic_open
 
 __all__ = ["CaffeModel", "LayerBlobs", "read_caffemodel", "write_caffemodel", "blob_message", "V1_LAYER_TYPES",
@@ -273,7 +273,7 @@ def read_caffemodel(path: str | os.PathLike) -> CaffeModel:
     try:
         handle = open(where, "rb", buffering=0)
     except OSError as exc:
-        raise WeightsError(f"cannot open the caffemodel: {exc.strerror or exc}", where=where) from None
+        raise InputError(f"cannot open the caffemodel: {exc.strerror or exc}", where=where) from None
     with handle:
         try:
             size = os.fstat(handle.fileno()).st_size
@@ -282,7 +282,7 @@ def read_caffemodel(path: str | os.PathLike) -> CaffeModel:
             reader = _NetReader(_Scanner(handle, size), where)
             return reader.read()
         except OSError as exc:
-            raise WeightsError(f"cannot read the caffemodel: {exc.strerror or exc}", where=where) from None
+            raise InputError(f"cannot read the caffemodel: {exc.strerror or exc}", where=where) from None
         except MemoryError:
             raise WeightsError("not enough memory to load the weights", where=where) from None
 

@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import descriptor_pb2, text_format
 
 from caffe_proto import caffe_pb2
-from protodef.errors import ParseError, SchemaError
+from protodef.errors import InputError, ParseError, SchemaError
 from protodef.forkproto import MAX_NESTING, build_module, compile_proto, parse_proto
 from tests.support import CORPUS
 
@@ -394,7 +394,7 @@ def test_schema_must_describe_a_net(tmp_path):
     schema.write_text("message NetParameter { optional string name = 1; }\n")
     with pytest.raises(SchemaError, match="NetParameter has neither a 'layer' nor a 'layers' field"):
         compile_proto(schema)
-    with pytest.raises(ParseError, match="cannot read the schema"):
+    with pytest.raises(InputError, match="cannot read the schema"):
         compile_proto(tmp_path / "missing.proto")
 
 

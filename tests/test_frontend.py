@@ -155,5 +155,5 @@ def test_data_transformation_is_reported_not_lost():
     net = build("""layer { name: "d" type: "Data" top: "data" top: "label"
                      transform_param { scale: 0.00390625 mean_value: 104 } data_param { batch_size: 4 } }
                    layer { name: "r" type: "ReLU" bottom: "data" top: "r" }""", input_shapes={"data": (4, 3, 8, 8)})
-    assert any("layer 'd' (Data) transforms its data before the net" in note and "scale: 0.00390625" in note
+    assert any("layer 'd' (Data) transforms its data before the net" in note and "multiply by 0.00390625" in note
                for note in net.notes)

@@ -10,7 +10,8 @@ import pytest
 from support import REPO
 
 APPLICATION = {"protodef.api", "protodef.cli", "protodef.check", "protodef.info", "protodef.plugins",
-               "protodef.layer_table", "protodef.census_table", "protodef.__main__"}
+               "protodef.layer_table", "protodef.census_table", "protodef.convert", "protodef.verify",
+               "protodef.__main__"}
 APPLICATION_PACKAGES = ("protodef.train.",)     # the solver drives the API and the PyTorch backend
 
 

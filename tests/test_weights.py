@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protodef.errors import WeightsError
+from protodef.errors import InputError, WeightsError
 from protodef.weights import CaffeModel, read_caffemodel, write_caffemodel
 
 
@@ -460,8 +460,10 @@ def test_not_a_caffemodel(tmp_path):
 
 def test_unreadable_paths(tmp_path):
     missing = str(tmp_path / "missing.caffemodel")
-    assert error_of(missing) == f"{missing}: cannot open the caffemodel: No such file or directory"
-    assert error_of(str(tmp_path)) == f"{tmp_path}: cannot open the caffemodel: Is a directory"
+    for path, reason in ((missing, "No such file or directory"), (str(tmp_path), "Is a directory")):
+        with pytest.raises(InputError) as info:
+            read_caffemodel(path)
+        assert str(info.value) == f"{path}: cannot open the caffemodel: {reason}"
 
 
 def test_mismatched_end_group(tmp_path):

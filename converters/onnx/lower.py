@@ -15,7 +15,6 @@ MIN_OPSET = 13    # Softmax over one axis, Split/ReduceSum/Squeeze taking their 
 # machine, and one that widely deployed runtimes accept (onnxruntime from 1.14, TensorRT 10, OpenVINO 2023).
 # 18 rather than 17: Caffe's Upsample with an overlapping mask needs ScatterElements' reduction="max".
 DEFAULT_OPSET = 18
-PROTOBUF_LIMIT = 2 ** 31 - 1   # a ModelProto serializes to at most 2 GiB
 
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -49,22 +48,27 @@ def _at(layer: Layer) -> str:
     return f" at {layer.where}" if layer.where is not None and layer.where.line is not None else ""
 
 
-def lower_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = False) -> tuple[onnx.ModelProto, bytes]:
-    """Lower a net as the pass pipeline left it to a ModelProto that onnx's full checker accepts, and its
-    serialization (one serialization serves the checker and the file; nothing is written)."""
+def lower_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = False) -> onnx.ModelProto:
+    """Lower a net as the pass pipeline left it to a ModelProto that onnx's full checker accepts (nothing is
+    written)."""
+    from .save import check_model
     model = build_model(net, opset=opset, dynamic_batch=dynamic_batch)
-    data = model.SerializeToString()
-    try:
-        onnx.checker.check_model(data, full_check=True)
-    except onnx.checker.ValidationError as error:   # e.g. a blob named "" (Caffe allows it; ONNX does not)
-        reason = str(error).strip().splitlines()[0]
-        raise UnsupportedError(f"the ONNX checker refuses the converted model: {reason}", where=net.source) from None
-    return model, data
+    check_model(model, where=net.source)   # any size: the checker sees the weights as typed inputs
+    return model
 
 
 def build_model(net: Net, *, opset: int | None, dynamic_batch: bool) -> onnx.ModelProto:
     """Each layer's converter in order; the ModelProto is filled in place (make_graph and make_model would
     each copy every weight once more)."""
+    model, initializers = build_model_apart(net, opset=opset, dynamic_batch=dynamic_batch)
+    model.graph.initializer.extend(initializers)
+    return model
+
+
+def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool
+                      ) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """The model without its initializers, and the initializers: a writer can stream them into the file
+    (putting them into the graph copies every weight once more)."""
     opset = chosen_opset(opset)
     net.require_lowered()
     net.require_input_shapes()
@@ -77,17 +81,15 @@ def build_model(net: Net, *, opset: int | None, dynamic_batch: bool) -> onnx.Mod
             nodes += converter_for(layer)(layer, ctx)
         except ProtodefError as error:
             raise error.at(layer.where, layer) from None
-    if ctx.initializer_bytes >= PROTOBUF_LIMIT:
-        raise UnsupportedError("the weights exceed the 2 GiB a single ONNX protobuf file can hold (external "
-                               "data files are not written yet)", where=net.source,
-                               found=f"{ctx.initializer_bytes} bytes")
     model = onnx.ModelProto()
     model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
     model.opset_import.add(domain="", version=opset)
     model.producer_name, model.producer_version = "protodef", __version__
     if net.name:
         model.doc_string = f"Caffe net '{net.name}' converted by protodef"
-    helper.set_model_props(model, {"source": str(net.source or "")})
+    # protodef.weights says whether the weights are trained (caffemodel) or made up (fillers, random: seed)
+    helper.set_model_props(model, {"source": str(net.source or ""),
+                                   **{f"protodef.{key}": value for key, value in net.metadata.items()}})
     graph = model.graph
     graph.name = net.name or "net"
     outputs = net.outputs()
@@ -96,9 +98,7 @@ def build_model(net: Net, *, opset: int | None, dynamic_batch: bool) -> onnx.Mod
     graph.input.extend(value_info(ctx, i.value) for i in net.inputs)
     graph.output.extend(value_info(ctx, v) for v in outputs)
     graph.value_info.extend(value_info(ctx, v) for layer in net.layers() for v in layer.outputs if v not in final)
-    graph.initializer.extend(ctx.initializers)
-    ctx.initializers.clear()
-    return model
+    return model, ctx.initializers
 
 
 def value_info(ctx: OnnxContext, value: Value) -> onnx.ValueInfoProto:

@@ -30,27 +30,35 @@ def to_torch(net: Net) -> fx.GraphModule:
 
     forward takes the net's inputs in Caffe's order (argument names are the input blob names, made into
     identifiers) and returns the output tensor, or a tuple in the order of the module's `output_names`.
-    `caffe_names` maps each submodule name back to its Caffe layer name. A net lowered for training gives the
-    TRAIN-phase module, in train mode (train.py).
+    `caffe_names` maps each submodule name back to its Caffe layer name; `conversion_metadata` says where the
+    weights came from (`weights`: caffemodel, fillers or random, with the `seed`) and any preprocessing. A net
+    lowered for training gives the TRAIN-phase module, in train mode (train.py).
     """
     if net.pass_report is not None and net.pass_report.training:
         from .train import to_torch_train
-        return to_torch_train(net)
-    return lower_torch(net).module
+        module = to_torch_train(net)
+    else:
+        module = lower_torch(net).module
+    module.conversion_metadata = dict(net.metadata)
+    return module
 
 
-def save_pytorch(net: Net, path: str | os.PathLike, *, form: str = "source", dynamic_batch: bool = True) -> list[str]:
+def save_pytorch(net: Net, path: str | os.PathLike, *, form: str = "source", dynamic_batch: bool = True,
+                 float16: bool = False) -> list[str]:
     """Write a lowered net for PyTorch; returns the paths written (each written atomically).
 
     form="source": `path` (a .py file defining an nn.Module class named after the net, needing only torch)
     and its weights beside it (`<stem>.pt`, a state dict). form="export": a torch.export program (`.pt2`)
     for torch.export.load, with a symbolic batch size where the net allows one (`dynamic_batch`).
+    `float16`: weights (and so the computation) in float16; the module then takes float16 inputs.
     """
     from .save import save_export, save_source
 
     if form not in ("source", "export"):
         raise ValueError(f"form must be 'source' or 'export', not {form!r}")
     lowering = lower_torch(net)
+    if float16:
+        lowering.module.half()
     if form == "source":
         return save_source(lowering, net, path)
     return save_export(lowering, net, path, dynamic_batch=dynamic_batch)

@@ -1,6 +1,8 @@
 """Element-wise family: activations as torch modules where one computes Caffe's function, ours elsewhere."""
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import nn

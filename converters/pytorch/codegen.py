@@ -47,7 +47,18 @@ def _file_docstring(name: str, net: Net, weights_name: str) -> str:
             f"Needs only torch. The weights are a state dict in {weights_name}, beside this file:\n\n"
             f"    model = load_model()      # {name}() with those weights, in eval mode\n"
             f"    outputs = model(...)      # inputs: {inputs}\n"
+            f"{_weights_note(net)}"
             '"""')
+
+
+def _weights_note(net: Net) -> str:
+    """Made-up weights are said so where a reader looks first."""
+    kind = net.metadata.get("weights")
+    if kind not in ("fillers", "random"):
+        return ""
+    made = "the layers' fillers (Caffe's initialisers)" if kind == "fillers" else "seeded random values"
+    return (f"\nThe weights are NOT trained: no caffemodel was given, so they were made up from {made},\n"
+            f"seed {net.metadata.get('seed', 0)}. Outputs mean nothing (and may be NaN or Inf).\n")
 
 
 def _imports(code: str) -> str:
@@ -88,6 +99,11 @@ def _class_source(name: str, module: fx.GraphModule, lowering: Lowering, net: Ne
              f'{", ".join(module.output_names)}."""', "",
              f"    input_names = {tuple(module.input_names)!r}",
              f"    output_names = {tuple(module.output_names)!r}"]
+    kind = net.metadata.get("weights")
+    if kind in ("fillers", "random"):
+        lines.append(f"    # Made-up weights ({kind}, seed {net.metadata.get('seed', 0)}): not trained.")
+    if net.metadata:
+        lines.append(f"    conversion_metadata = {dict(net.metadata)!r}")
     renamed = {k: v for k, v in module.caffe_names.items() if k != v}
     if renamed:
         lines.append(f"    caffe_names = {renamed!r}    # attribute -> Caffe layer name")
@@ -106,7 +122,10 @@ def _loader_source(name: str, weights_name: str) -> str:
             model = {name}()
             if weights is None:
                 weights = os.path.join(os.path.dirname(os.path.abspath(__file__)), {weights_name!r})
-            model.load_state_dict(torch.load(weights, map_location=map_location, weights_only=True))
+            state = torch.load(weights, map_location=map_location, weights_only=True)
+            # the module computes in the type its weights were saved in (float16 when converted with --fp16)
+            model.to(next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32))
+            model.load_state_dict(state)
             return model.eval()
         ''')
 

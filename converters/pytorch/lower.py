@@ -189,7 +189,8 @@ def _module_reserved() -> set[str]:
     """Attribute names a submodule must not take: everything a GraphModule already has."""
     sample = fx.GraphModule(nn.Module(), fx.Graph())
     return set(dir(fx.GraphModule)) | set(vars(sample)) | {"caffe_names", "input_names", "output_names",
-                                                            "caffe_param_specs", "loss_weights", "caffe_loss"}
+                                                            "caffe_param_specs", "loss_weights", "caffe_loss",
+                                                            "conversion_metadata"}
 
 
 def _argument_reserved() -> set[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def save_export(lowering: Lowering, net: Net, path: str | os.PathLike, *, dynami
     """A torch.export program (torch.export.load reads it back), batch-size-free where the net allows."""
     program = export_program(lowering, net, dynamic_batch=dynamic_batch)
     buffer = io.BytesIO()
-    torch.export.save(program, buffer)
+    # conversion_metadata.json: where the weights came from (a made-up net says so, with its seed)
+    torch.export.save(program, buffer, extra_files={"conversion_metadata.json": json.dumps(net.metadata)})
     atomic_write(path, buffer.getvalue())
     return [str(path)]
 
@@ -45,17 +47,18 @@ def export_program(lowering: Lowering, net: Net, *, dynamic_batch: bool = True) 
     to a constant shape, a layer working across axis 0) is exported at the IR's batch instead."""
     module = lowering.module
     shapes = [tuple(net.shape(i.value)) for i in net.inputs]
+    dtype = next((p.dtype for p in module.parameters()), torch.float32)   # float16 after --fp16
     if dynamic_batch and shapes and shapes[0]:
         batch = torch.export.Dim("batch")
         # Example batches of 1 would be specialised to 1 (torch.export's 0/1 rule), so trace at 2.
-        example = tuple(torch.zeros((2, *s[1:]) if s and s[0] == shapes[0][0] else s) for s in shapes)
+        example = tuple(torch.zeros((2, *s[1:]) if s and s[0] == shapes[0][0] else s, dtype=dtype) for s in shapes)
         dims = tuple({0: batch} if s and s[0] == shapes[0][0] else None for s in shapes)
         try:
             return torch.export.export(module, example, dynamic_shapes=dims)
         except Exception:  # noqa: BLE001  (torch raises several kinds for a batch the net fixes)
             pass
     try:
-        return torch.export.export(module, tuple(torch.zeros(s) for s in shapes))
+        return torch.export.export(module, tuple(torch.zeros(s, dtype=dtype) for s in shapes))
     except Exception as error:  # noqa: BLE001
         raise UnsupportedError(f"torch.export failed: {type(error).__name__}: {str(error).splitlines()[0]}",
                                where=net.source) from error
