@@ -22,15 +22,17 @@ def command(name: str):
     return register
 
 
-def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """`data=1,3,224,224` -> ("data", (1, 3, 224, 224))."""
+def parse_input_shape(text: str) -> tuple[str, tuple[int | str, ...]]:
+    """`data=1,3,224,224` -> ("data", (1, 3, 224, 224)); a name is a symbolic size: `data=N,3,H,W` ->
+    ("data", ("N", 3, "H", "W")), a net for any batch and image size."""
     name, sep, dims = text.rpartition("=")
-    try:
-        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
-    except ValueError:
-        shape = ()
-    if not sep or not name or not shape or any(d <= 0 for d in shape):
-        raise argparse.ArgumentTypeError(f"expected NAME=N,C,H,W with positive sizes, found {text!r}")
+    parts = [d.strip() for d in dims.split(",")] if "," in dims else [d.strip() for d in dims.split("x")]
+    shape = tuple(int(d) if d.isdigit() else d for d in parts if d)
+    # A size name starts with a capital letter (N, H, W, Height), so that a mistyped number is not one.
+    named = all(isinstance(d, int) and d > 0 or d[:1].isupper() and d.isidentifier() and d.isascii() for d in shape)
+    if not sep or not name or not shape or not named:
+        raise argparse.ArgumentTypeError(f"expected NAME=N,C,H,W with positive sizes or size names (N, H, W), "
+                                         f"found {text!r}")
     return name, shape
 
 
@@ -49,12 +51,13 @@ def _net_options(parser: argparse.ArgumentParser, weights: bool = True) -> None:
     parser.add_argument("--proto", metavar="CAFFE_PROTO", help="a fork's caffe.proto to parse the net with")
 
 
-def read_from_args(args: argparse.Namespace, *, init: str = "fillers", prototxt: str | None = None):
+def read_from_args(args: argparse.Namespace, *, init: str = "fillers", prototxt: str | None = None,
+                   lenient: bool = False):
     from .api import read_net
     return read_net(prototxt or args.prototxt, getattr(args, "weights", None), phase=args.phase, stages=args.stage,
                     level=args.level, input_shape=dict(args.input_shape),
                     allow_missing_weights=getattr(args, "allow_missing_weights", False), proto=args.proto,
-                    init=init)
+                    init=init, lenient=lenient)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", choices=("onnx", "pytorch"), default="onnx", help="target (default onnx)")
     convert.add_argument("-o", "--output", help="output file (default: beside the prototxt)")
     convert.add_argument("--opset", type=int, help="ONNX opset (default: the newest onnxruntime supports)")
-    convert.add_argument("--dynamic-batch", action="store_true", help="make the first dimension symbolic")
+    convert.add_argument("--dynamic-batch", action="store_true",
+                         help="make the first dimension symbolic (as N in --input-shape does)")
     convert.add_argument("--no-fold", action="store_true", help="keep BatchNorm/Scale instead of folding them")
     convert.add_argument("--format", dest="torch_format", choices=("source", "export"), default="source",
                          help="pytorch: a .py module + weights (source) or a torch.export program (export)")
@@ -111,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_info(args: argparse.Namespace) -> int:
     from .info import format_table, summary
     # Folding needs weights: without a caffemodel, --passes folds the fillers' values (as Caffe would init).
-    net = read_from_args(args, init="fillers" if args.passes else "none")
+    net = read_from_args(args, init="fillers" if args.passes else "none", lenient=not args.passes)
     if args.passes:
         from .passes import run_pipeline
         lowered, report = run_pipeline(net)
@@ -179,7 +183,7 @@ def _convert_one(args: argparse.Namespace, prototxt: str) -> str:
 @command("draw")
 def run_draw(args: argparse.Namespace) -> int:
     from converters.graphviz import save_drawing
-    net = read_from_args(args, init="none")
+    net = read_from_args(args, init="none", lenient=not args.folded)
     output = args.output or str(Path(args.prototxt).with_suffix("." + args.format))
     message = save_drawing(net, output, fmt=args.format, rankdir=args.rankdir, collapse=args.collapse,
                            shapes=args.shapes, folded=args.folded)

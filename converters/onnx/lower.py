@@ -113,7 +113,8 @@ def build_model(net: Net, *, opset: int | None, dynamic_batch: bool, fold: bool)
     nodes = []
     for layer in lowered.layers():
         try:
-            nodes += converter_for(layer)(layer, ctx)
+            made = converter_for(layer)(layer, ctx)
+            nodes += ctx.take_size_nodes() + made
         except ProtodefError as error:
             raise error.at(layer.where, layer) from None
     renamed = {original: carrier for original, carrier in bypassed_outputs(net, lowered).items()
@@ -166,7 +167,7 @@ def bypassed_outputs(net: Net, lowered: Net) -> dict[Value, Value]:
 def value_info(ctx: OnnxContext, value: Value, name: str | None = None) -> onnx.ValueInfoProto:
     """Name, type and the IR's shape; with a symbolic batch, dim 0 is "batch" (every converter keeps axis 0
     the batch under --dynamic-batch, or refuses the layer)."""
-    dims: list[int | str] = list(ctx.shape(value))
+    dims: list[int | str] = [d if isinstance(d, int) else str(d) for d in ctx.shape(value)]   # "H", "H // 2"
     if ctx.dynamic_batch and dims:
         dims[0] = "batch"
     producer = ctx.net.producer(value)

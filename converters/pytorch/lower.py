@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 from torch import nn
 
-from protodef.errors import GraphError, UnsupportedError
+from protodef.errors import GraphError, ProtodefError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .registry import Constructor, Step, TorchContext, converter_for
+from .sizes import TorchSizes
 
 # Names generated code must keep meaning what they mean (forward's locals and the file's globals).
 _GLOBALS = {"self", "torch", "nn", "F", "math", "operator", "List", "Optional", "Tuple", "fx_pytree", "pytree"}
@@ -90,6 +91,7 @@ class GraphBuilder:
         self.arguments = Names(_argument_reserved())
         self.values: dict[Value, fx.Node] = {}
         self.hidden: set[Value] = set()           # values no node computes (inside a merged BatchNorm + Scale)
+        self.sizes = TorchSizes(net, self.graph, self.values)   # symbolic sizes, computed at run time
         self.lowering = Lowering(module=None)     # type: ignore[arg-type]  (set once the graph is complete)
 
     def add(self, layer: Layer) -> None:
@@ -98,7 +100,10 @@ class GraphBuilder:
             self.values[layer.outputs[0]] = inputs[0]
             self.hidden.add(layer.inputs[0])
             return
-        lowered = converter_for(layer)(layer, self.ctx)
+        try:
+            lowered = converter_for(layer)(layer, self.ctx)
+        except ProtodefError as error:
+            raise error.at(layer.where, layer) from None
         self.values.update(zip(layer.outputs, self.emit(layer, lowered, inputs)))
 
     def emit(self, layer: Layer, lowered, inputs: list[fx.Node]) -> list[fx.Node]:
@@ -135,6 +140,7 @@ class GraphBuilder:
         return target
 
     def call(self, op: str, step: Step, inputs: list[fx.Node], name: str | None) -> fx.Node:
+        step = dataclasses.replace(step, args=self.sizes.resolve(step.args), kwargs=self.sizes.resolve(step.kwargs))
         if not step.pairwise:
             args = ([*inputs], *step.args) if step.packed else (*inputs, *step.args)
             return self.graph.create_node(op, step.target, args, dict(step.kwargs), name=name)

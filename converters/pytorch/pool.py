@@ -14,9 +14,11 @@ from torch import nn
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
+from protodef.sizes import needs_fixed_error
+from protodef.symbolic import is_static, maximum, minimum, names_in
 
-from . import modules
-from .registry import TorchContext, torch_converter
+from . import dynamic_modules, modules
+from .registry import Step, TorchContext, torch_converter
 
 
 @torch_converter("Pooling")
@@ -29,6 +31,8 @@ def pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
     if p.is_global and not p.with_mask:
         # Shape-flexible and the same arithmetic: the max, or the sum over H * W divided by H * W.
         return ctx.module(nn.AdaptiveMaxPool2d if p.method == "MAX" else nn.AdaptiveAvgPool2d, 1)
+    if not is_static(x):
+        return symbolic_pooling(layer, ctx)
     fits = torch_pooled_size(p, x) == tuple(out[2:])
     if p.with_mask:
         if not fits:
@@ -49,6 +53,24 @@ def pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
                                    expected="windows that start inside the input", found=f"window at {o - 1}")
     cls = modules.CaffeMaxPool2d if p.method == "MAX" else modules.CaffeAvgPool2d
     return ctx.module(cls, list(p.kernel), list(p.stride), list(p.pad), list(x[2:]), list(out[2:]))
+
+
+def symbolic_pooling(layer: Layer, ctx: TorchContext) -> Step:
+    """Sizes known only at run time: the input is padded to exactly where Caffe's windows reach, computed in
+    the graph from the IR's sizes, and pooled without rounding (torch's own ceil mode branches on the size,
+    which torch.export turns into guards)."""
+    p = layer.params
+    if p.method == "STOCHASTIC":
+        raise needs_fixed_error(names_in(ctx.input_shape(layer)), "STOCHASTIC pooling")
+    x, y = ctx.input_shape(layer), p.output_shape(ctx.input_shape(layer))
+    ends = tuple(maximum(0, (o - 1) * s + k - size - pad)
+                 for size, o, k, s, pad in zip(x[2:], y[2:], p.kernel, p.stride, p.pad))
+    if p.method == "MAX":
+        return Step(ctx.module(dynamic_modules.PaddedMaxPool2d, list(p.kernel), list(p.stride), list(p.pad),
+                               p.with_mask), ends)
+    inside = tuple(minimum(pad, end) for pad, end in zip(p.pad, ends))   # what of the end padding counts
+    return Step(ctx.module(dynamic_modules.PaddedAvgPool2d, list(p.kernel), list(p.stride), list(p.pad)),
+                (*ends, *inside))
 
 
 def torch_pooled_size(p, x: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -11,6 +11,8 @@ from protodef.errors import OutputError, UnsupportedError
 from protodef.ir import Net
 from protodef.write import atomic_open, atomic_write
 
+from protodef.symbolic import is_static
+
 from .codegen import python_source
 from .lower import Lowering
 
@@ -44,6 +46,8 @@ def export_program(lowering: Lowering, net: Net, *, dynamic_batch: bool = True) 
     input whose batch matches the first input's is one symbolic size; a net that fixes its batch (a Reshape
     to a constant shape, a layer working across axis 0) is exported at the IR's batch instead."""
     module = lowering.module
+    if not all(is_static(net.shape(i.value)) for i in net.inputs):
+        return _export_symbolic(module, net)
     shapes = [tuple(net.shape(i.value)) for i in net.inputs]
     if dynamic_batch and shapes and shapes[0]:
         batch = torch.export.Dim("batch")
@@ -59,3 +63,15 @@ def export_program(lowering: Lowering, net: Net, *, dynamic_batch: bool = True) 
     except Exception as error:  # noqa: BLE001
         raise UnsupportedError(f"torch.export failed: {type(error).__name__}: {str(error).splitlines()[0]}",
                                where=net.source) from error
+
+
+def _export_symbolic(module: torch.nn.Module, net: Net) -> torch.export.ExportedProgram:
+    """A net built with named sizes: one torch.export.Dim per name, from the smallest size the net accepts."""
+    from .sizes import export_inputs
+
+    examples, dims = export_inputs(net)
+    try:
+        return torch.export.export(module, examples, dynamic_shapes=dims)
+    except Exception as error:  # noqa: BLE001  (torch raises several kinds for sizes the net constrains)
+        raise UnsupportedError(f"torch.export with symbolic sizes failed: {type(error).__name__}: "
+                               f"{str(error).strip().splitlines()[0]}", where=net.source) from error

@@ -19,7 +19,9 @@ class TrainingOnly:
         return cls(len(lp.top))
 
     def infer(self, *inputs: Shape) -> Shape | list[Shape]:
-        if self.outputs > 1 and inputs[0] is None:   # build lets training-only layers read shapeless inputs
+        if self.outputs <= 1:
+            return ()
+        if inputs[0] is None:   # build lets training-only layers read shapeless inputs
             raise ShapeError("the second output's size comes from the first input's shape, which is not known; "
                              "give it with --input-shape")
         shapes = [()] + [(inputs[0][1] if len(inputs[0]) > 1 else 1,)] * (self.outputs - 1)
@@ -27,10 +29,17 @@ class TrainingOnly:
 
 
 _LOSSES = ("SoftmaxWithLoss", "SigmoidCrossEntropyLoss", "EuclideanLoss", "ContrastiveLoss", "HingeLoss",
-           "InfogainLoss", "MultinomialLogisticLoss", "SmoothL1Loss", "MultiBoxLoss", "Accuracy")
+           "InfogainLoss", "MultinomialLogisticLoss", "SmoothL1Loss", "MultiBoxLoss")
+# Layers that only measure a net (Accuracy; SSD's detection_evaluate_layer.cpp): a deploy view drops them.
+_EVALUATIONS = (("Accuracy", "BVLC"), ("DetectionEvaluate", "SSD fork (weiliu89)"))
 
 for _type in _LOSSES:
-    layer(_type, family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False)(TrainingOnly)
+    # Caffe's LossLayer::AutoTopBlobs: a loss written without a top gets one.
+    layer(_type, family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False,
+          extras={"automatic_tops": 1})(TrainingOnly)
+for _type, _source in _EVALUATIONS:
+    layer(_type, family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False,
+          source=_source)(TrainingOnly)
 
 
 @dataclass(frozen=True)

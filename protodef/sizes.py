@@ -1,0 +1,60 @@
+"""What named sizes mean for a whole Net: where each is read from at run time, which layers need them fixed,
+and the smallest values a net accepts."""
+from __future__ import annotations
+
+from .ir import Net, Value
+from .symbolic import Dim, Symbol, UndecidedSize, evaluate, names_in
+
+
+def size_sources(net: Net) -> dict[str, tuple[Value, int]]:
+    """For each named size, the net input and axis that carries it (the first one, in input order)."""
+    found: dict[str, tuple[Value, int]] = {}
+    for net_input in net.inputs:
+        for axis, d in enumerate(net.shapes.get(net_input.value) or ()):
+            name = _bare_name(d)
+            if name is not None:
+                found.setdefault(name, (net_input.value, axis))
+    return found
+
+
+def _bare_name(d: object) -> str | None:
+    if isinstance(d, Dim) and not d.const and len(d.terms) == 1:
+        (monomial, coefficient), = d.terms
+        if coefficient == 1 and len(monomial) == 1 and isinstance(monomial[0], Symbol) and monomial[0].name != "?":
+            return monomial[0].name
+    return None
+
+
+def symbolic_names(net: Net) -> set[str]:
+    return set().union(set(), *(names_in(tuple(net.shapes[i.value])) for i in net.inputs if i.value in net.shapes))
+
+
+def require_fixed_weights(net: Net) -> None:
+    """A weight blob's shape must be a number: an InnerProduct that flattens the image, or a convolution
+    reading a symbolic number of channels, needs those sizes given."""
+    from .attach import expected_weight_shapes
+    for layer in net.layers():
+        for shape in expected_weight_shapes(net, layer):
+            names = names_in(tuple(shape))
+            if names:
+                shown = "(" + ", ".join(str(d) for d in shape) + ")"
+                raise UndecidedSize(f"its weights' shape {shown} depends on sizes left symbolic",
+                                    names).at(layer.where, layer)
+
+
+def needs_fixed_error(names: set[str], what: str) -> UndecidedSize:
+    """The error for a lowering that needs sizes which are symbolic here (the driver names the layer)."""
+    return UndecidedSize(f"{what} needs fixed sizes", names)
+
+
+def smallest_sizes(net: Net, limit: int = 4096) -> dict[str, int]:
+    """The smallest value, the same for every named size, from which on every size in the net that depends
+    on them is at least 2 (up to `limit`): the lower bound of an exported program's dynamic dimensions (a
+    size of 1 would broadcast, which torch.export treats apart)."""
+    names = sorted(symbolic_names(net) - {"?"})
+    sizes = {d for shape in net.shapes.values() if shape is not None for d in shape if isinstance(d, Dim)}
+    for value in range(1, limit + 1):
+        values = dict.fromkeys(names, value)
+        if all(evaluate(d, values) >= 2 for d in sizes if names_in(d) <= set(names)):
+            return dict.fromkeys(names, value)
+    return dict.fromkeys(names, limit)
