@@ -83,5 +83,6 @@ def draw(prototxt, *, rankdir: str = "TB", collapse: bool = False, shapes: bool 
     """A graphviz.Digraph of the net (shows itself inline in Jupyter)."""
     from converters.graphviz import draw as render
     read_options.setdefault("init", "none" if not folded else "fillers")
+    read_options.setdefault("lenient", not folded)   # as `protodef draw`: any well-formed prototxt
     net = _as_net(prototxt, None, read_options)
     return render(net, rankdir=rankdir, collapse=collapse, shapes=shapes, folded=folded)

@@ -43,7 +43,8 @@ def _net_options(parser: argparse.ArgumentParser, weights: bool = True) -> None:
         parser.add_argument("--allow-missing-weights", action="store_true",
                             help="initialise layers the caffemodel lacks from their fillers instead of failing")
     parser.add_argument("--input-shape", metavar="NAME=N,C,H,W", action="append", type=parse_input_shape,
-                        default=[], help="give or override an input's shape (repeatable)")
+                        default=[], help="give or override an input's shape (repeatable); a capitalised name is "
+                        "a symbolic size: data=1,3,H,W")
     parser.add_argument("--phase", default="TEST", type=str.upper, choices=("TEST", "TRAIN"),
                         help="which phase's include/exclude rules apply (default TEST)")
     parser.add_argument("--stage", action="append", default=[], help="a NetState stage (repeatable)")
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--weights", "-w", metavar="CAFFEMODEL", help="trained weights (.caffemodel)")
     convert.add_argument("--allow-missing-weights", action="store_true")
     convert.add_argument("--input-shape", metavar="NAME=N,C,H,W", action="append", type=parse_input_shape,
-                         default=[])
+                         default=[], help="as for info; data=N,3,H,W converts for any batch and image size")
     convert.add_argument("--phase", default="TEST", type=str.upper, choices=("TEST", "TRAIN"))
     convert.add_argument("--stage", action="append", default=[])
     convert.add_argument("--level", type=int, default=0)

@@ -64,7 +64,7 @@ def build_in_some_phase(build: Any, param: Any, source: Any, *, phase: str, **op
     except GraphError as error:
         if phase.upper() != "TEST" or "include/exclude rules" not in str(error):
             raise
-        reason = str(error)
+        reason = f"layer '{error.layer_name}' ({error.layer_type}): {error.message}"
     net = build(param, source, phase="TRAIN", lenient=True, **options)
-    net.notes.insert(0, f"shown in phase TRAIN: the TEST view cannot be built ({reason})")
+    net.notes.insert(0, f"shown in phase TRAIN, as the TEST view cannot be built: {reason}")
     return net

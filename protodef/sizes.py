@@ -2,8 +2,10 @@
 and the smallest values a net accepts."""
 from __future__ import annotations
 
+from typing import Any
+
 from .ir import Net, Value
-from .symbolic import Dim, Symbol, UndecidedSize, evaluate, names_in
+from .symbolic import Dim, Extreme, FloorDiv, Select, Symbol, UndecidedSize, bounds, evaluate, names_in
 
 
 def size_sources(net: Net) -> dict[str, tuple[Value, int]]:
@@ -58,3 +60,70 @@ def smallest_sizes(net: Net, limit: int = 4096) -> dict[str, int]:
         if all(evaluate(d, values) >= 2 for d in sizes if names_in(d) <= set(names)):
             return dict.fromkeys(names, value)
     return dict.fromkeys(names, limit)
+
+
+class SizeProgram:
+    """How a backend computes size expressions at run time, each sub-expression once. A backend says how to
+    make a number, read a named size, and apply one operation: `operation(name, *operands)` with name one of
+    add, sub, mul, floordiv (operands: the numerator, the denominator, and whether the numerator is never
+    negative), min, max, where (condition, then, otherwise) and the comparisons (<, <=, >, >=, ==, !=)."""
+
+    def __init__(self):
+        self.made: dict[str, Any] = {}
+
+    def constant(self, number: int) -> Any:
+        raise NotImplementedError
+
+    def symbol(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def operation(self, name: str, *operands: Any) -> Any:
+        raise NotImplementedError
+
+    def of(self, value: Any) -> Any:
+        """The computation of `value` (an int or an expression)."""
+        if not isinstance(value, Dim):
+            return self.constant(int(value))
+        return self._once(value.key, lambda: self._sum(value))
+
+    def _once(self, key: str, make) -> Any:
+        if key not in self.made:
+            self.made[key] = make()
+        return self.made[key]
+
+    def _sum(self, value: Dim) -> Any:
+        """Terms added, the negative ones then subtracted, as the expression reads."""
+        added = [self._term(m, c) for m, c in value.terms if c > 0]
+        added += [self.constant(value.const)] if value.const > 0 else []
+        taken = [self._term(m, -c) for m, c in value.terms if c < 0]
+        taken += [self.constant(-value.const)] if value.const < 0 else []
+        total = added[0] if added else self.constant(0)
+        for part in added[1:]:
+            total = self.operation("add", total, part)
+        for part in taken:
+            total = self.operation("sub", total, part)
+        return total
+
+    def _term(self, monomial: tuple, coefficient: int) -> Any:
+        product = None
+        for atom in monomial:
+            factor = self._once(f"atom:{atom.key}", lambda atom=atom: self._atom(atom))
+            product = factor if product is None else self.operation("mul", product, factor)
+        if coefficient == 1:
+            return product
+        key = f"term:{coefficient}*" + "*".join(atom.key for atom in monomial)
+        return self._once(key, lambda: self.operation("mul", self.constant(coefficient), product))
+
+    def _atom(self, atom: Any) -> Any:
+        if isinstance(atom, Symbol):
+            return self.symbol(atom.name)
+        if isinstance(atom, FloorDiv):
+            never_negative = isinstance(atom.denominator, int) and bounds(atom.numerator)[0] >= 0
+            return self.operation("floordiv", self.of(atom.numerator), self.of(atom.denominator), never_negative)
+        if isinstance(atom, Extreme):
+            return self.operation(atom.kind, *(self.of(a) for a in atom.args))
+        if isinstance(atom, Select):
+            condition = atom.condition
+            test = self.operation(condition.op, self.of(condition.left), self.of(condition.right))
+            return self.operation("where", test, self.of(atom.then), self.of(atom.otherwise))
+        raise TypeError(f"no run-time form for {atom!r}")

@@ -2,7 +2,7 @@
 
 Arithmetic keeps an expression in one canonical form (a polynomial whose atoms are names and floor
 divisions with their remainders reduced), so two ways of computing one size compare equal:
-`(H + 2 - 3) // 1 + 1` is `H`, and `((H - 1) // 2 + 1 - 1) // 2 + 1` is `(H - 1) // 4 + 1`. A named size is a
+`(H + 2 - 3) // 1 + 1` is `H`, and `((H - 1) // 2 + 1 - 1) // 2 + 1` is `(H + 3) // 4`. A named size is a
 whole number >= 1. A comparison is a bool when it holds, or fails, for every such size; otherwise it is a
 `Condition`, which refuses to be used as a bool (`UndecidedSize`): a shape rule never guesses. Rules that
 must branch on a size use `where(condition, a, b)`; checks that only refuse use `definitely(...)`.
@@ -30,8 +30,8 @@ class UndecidedSize(ShapeError):
         if self.symbols:
             names = self.symbols[0] if len(self.symbols) == 1 else ", ".join(self.symbols[:-1]) + \
                 " and " + self.symbols[-1]
-            message += f"; give {names} as number{'s' if len(self.symbols) > 1 else ''} with --input-shape " \
-                       "(input_shape= in Python)"
+            message += f"; give {names} as {'numbers' if len(self.symbols) > 1 else 'a number'} with " \
+                       "--input-shape (input_shape= in Python)"
         super().__init__(message)
 
 

@@ -17,7 +17,7 @@ from converters.graphviz.style import FAMILY_STYLES
 from protodef.api import read_net
 from protodef.build import build_net
 from protodef.cli import main
-from protodef.errors import ProtodefError, UnsupportedError
+from protodef.errors import UnsupportedError
 from protodef.layers.registry import FAMILIES
 from protodef.source import parse_prototxt
 from support import CORPUS, SAMPLES, corpus_files

@@ -15,7 +15,7 @@ from torch import nn
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.sizes import needs_fixed_error
-from protodef.symbolic import is_static, maximum, minimum, names_in
+from protodef.symbolic import INF, bounds, is_static, maximum, names_in
 
 from . import dynamic_modules, modules
 from .registry import Step, TorchContext, torch_converter
@@ -56,21 +56,26 @@ def pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
 
 
 def symbolic_pooling(layer: Layer, ctx: TorchContext) -> Step:
-    """Sizes known only at run time: the input is padded to exactly where Caffe's windows reach, computed in
-    the graph from the IR's sizes, and pooled without rounding (torch's own ceil mode branches on the size,
-    which torch.export turns into guards)."""
+    """Sizes known only at run time: the input is padded as far as Caffe's windows reach at any size, pooled
+    without rounding, and Caffe's count of windows kept, computed in the graph from the IR's sizes. torch's
+    own ceil mode, or padding that depends on the size, would branch on it: guards for torch.export."""
     p = layer.params
+    x = ctx.input_shape(layer)
     if p.method == "STOCHASTIC":
-        raise needs_fixed_error(names_in(ctx.input_shape(layer)), "STOCHASTIC pooling")
-    x, y = ctx.input_shape(layer), p.output_shape(ctx.input_shape(layer))
-    ends = tuple(maximum(0, (o - 1) * s + k - size - pad)
-                 for size, o, k, s, pad in zip(x[2:], y[2:], p.kernel, p.stride, p.pad))
+        raise needs_fixed_error(names_in(x), "STOCHASTIC pooling")
+    out = p.output_shape(x)[2:]
+    reach = [maximum(0, (o - 1) * s + k - size - pad) for size, o, k, s, pad in zip(x[2:], out, p.kernel, p.stride,
+                                                                                     p.pad)]
+    end_padding = [bounds(end)[1] for end in reach]
+    if INF in end_padding:
+        raise needs_fixed_error(names_in(x), "pooling whose last window can reach arbitrarily far")
     if p.method == "MAX":
-        return Step(ctx.module(dynamic_modules.PaddedMaxPool2d, list(p.kernel), list(p.stride), list(p.pad),
-                               p.with_mask), ends)
-    inside = tuple(minimum(pad, end) for pad, end in zip(p.pad, ends))   # what of the end padding counts
-    return Step(ctx.module(dynamic_modules.PaddedAvgPool2d, list(p.kernel), list(p.stride), list(p.pad)),
-                (*ends, *inside))
+        module = ctx.module(dynamic_modules.PaddedMaxPool2d, list(p.kernel), list(p.stride), list(p.pad),
+                            end_padding, p.with_mask)
+    else:
+        module = ctx.module(dynamic_modules.PaddedAvgPool2d, list(p.kernel), list(p.stride), list(p.pad),
+                            end_padding)
+    return Step(module, tuple(out))
 
 
 def torch_pooled_size(p, x: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -15,88 +15,45 @@ import torch.fx as fx
 
 from protodef.errors import ShapeError
 from protodef.ir import Net, Value
-from protodef.sizes import size_sources, smallest_sizes
-from protodef.symbolic import Condition, Dim, Extreme, FloorDiv, Select, Symbol, evaluate, names_in
+from protodef.sizes import SizeProgram, size_sources, smallest_sizes
+from protodef.symbolic import Dim, evaluate, names_in
 
-_COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
-                "!=": operator.ne}
+_OPERATIONS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
+               "min": torch.sym_min, "max": torch.sym_max, "where": torch.sym_ite, ">": operator.gt,
+               ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 
 
-class TorchSizes:
+class TorchSizes(SizeProgram):
     """Makes the fx nodes computing sizes, each expression once."""
 
     def __init__(self, net: Net, graph: fx.Graph, values: dict[Value, fx.Node]):
+        super().__init__()
         self.graph, self.values = graph, values
         self.sources = size_sources(net)
-        self.made: dict[str, Any] = {}
 
     def resolve(self, argument: Any) -> Any:
         """`argument` with every Dim in it (inside lists, tuples and dicts too) replaced by its node."""
         if isinstance(argument, Dim):
-            return self.node(argument)
+            return self.of(argument)
         if isinstance(argument, (list, tuple)):
             return type(argument)(self.resolve(a) for a in argument)
         if isinstance(argument, dict):
             return {k: self.resolve(v) for k, v in argument.items()}
         return argument
 
-    def node(self, value: Any) -> Any:
-        if not isinstance(value, Dim):
-            return int(value)
-        if value.key not in self.made:
-            self.made[value.key] = self._sum(value)
-        return self.made[value.key]
+    def constant(self, number: int) -> int:
+        return number
 
-    def _sum(self, value: Dim) -> Any:
-        """Terms added, the negative ones subtracted, as the expression reads (H - 2 * (H // 2) + 1)."""
-        added = [self._term(m, c) for m, c in value.terms if c > 0] + ([value.const] if value.const > 0 else [])
-        taken = [self._term(m, -c) for m, c in value.terms if c < 0] + ([-value.const] if value.const < 0 else [])
-        total = added[0] if added else 0
-        for part in added[1:]:
-            total = self._call(operator.add, total, part)
-        for part in taken:
-            total = self._call(operator.sub, total, part)
-        return total
+    def symbol(self, name: str) -> fx.Node:
+        if name not in self.sources:
+            raise ShapeError(f"the size {name} is no axis of a net input, so it cannot be read at run time")
+        value, axis = self.sources[name]
+        return self.graph.create_node("call_method", "size", (self.values[value], axis), name=name)
 
-    def _term(self, monomial: tuple, coefficient: int) -> Any:
-        term = None
-        for atom in monomial:
-            factor = self._atom(atom)
-            term = factor if term is None else self._call(operator.mul, term, factor)
-        if coefficient == 1:
-            return term
-        key = f"term:{coefficient}*" + "*".join(atom.key for atom in monomial)
-        if key not in self.made:
-            self.made[key] = self._call(operator.mul, coefficient, term)
-        return self.made[key]
-
-    def _atom(self, atom: Any) -> Any:
-        key = f"atom:{atom.key}"
-        if key not in self.made:
-            self.made[key] = self._compute(atom)
-        return self.made[key]
-
-    def _compute(self, atom: Any) -> Any:
-        if isinstance(atom, Symbol):
-            if atom.name not in self.sources:
-                raise ShapeError(f"the size {atom.name} is no axis of a net input, so it cannot be read at run time")
-            value, axis = self.sources[atom.name]
-            return self.graph.create_node("call_method", "size", (self.values[value], axis), name=atom.name)
-        if isinstance(atom, FloorDiv):
-            return self._call(operator.floordiv, self.node(atom.numerator), self.node(atom.denominator))
-        if isinstance(atom, Extreme):
-            pick = torch.sym_min if atom.kind == "min" else torch.sym_max
-            return self._call(pick, *(self.node(a) for a in atom.args))
-        if isinstance(atom, Select):
-            return self._call(torch.sym_ite, self._condition(atom.condition), self.node(atom.then),
-                              self.node(atom.otherwise))
-        raise TypeError(f"no run-time form for {atom!r}")
-
-    def _condition(self, condition: Condition) -> Any:
-        return self._call(_COMPARISONS[condition.op], self.node(condition.left), self.node(condition.right))
-
-    def _call(self, function: Any, *args: Any) -> fx.Node:
-        return self.graph.call_function(function, args)
+    def operation(self, name: str, *operands: Any) -> fx.Node:
+        if name == "floordiv":
+            operands = operands[:2]     # Python's // floors whatever the sign
+        return self.graph.call_function(_OPERATIONS[name], operands)
 
 
 def has_symbolic_sizes(*values: Any) -> bool:

@@ -123,7 +123,7 @@ class ImageLabelmapData(DataSource):
     def from_proto(cls, lp: Any, inputs: tuple) -> "ImageLabelmapData":
         p = lp.image_data_param
         batch, channels = p.batch_size or 1, 3 if p.is_color else 1
-        h, w = (p.new_height or None, p.new_width or None) if p.new_height and p.new_width else (None, None)
+        h, w = (p.new_height, p.new_width) if p.new_height and p.new_width else (None, None)
         label = ((batch, 1, h, w),) if len(lp.top) > 1 else ()
         return cls(((batch, channels, h, w), *label), "the image size comes from the images")
 

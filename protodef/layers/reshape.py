@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
-from ..symbolic import definitely
+from ..symbolic import Condition, UndecidedSize, definitely
 from .common import blob_shape, canonical_axis, count, reject_unhonoured
 from .registry import Shape, layer
 
@@ -117,16 +117,26 @@ class Reshape:
             else:
                 middle.append(d)
         head, tail = x[:self.axis], x[self.axis + self.num_axes:]
-        if -1 in middle:
-            known = count(head) * count(tail) * count(tuple(d for d in middle if d != -1))
-            if definitely(known == 0) or definitely(count(x) % known != 0):
+        if -1 in self.dims:
+            inferred = self.dims.index(-1)
+            known = count(head) * count(tail) * count(tuple(d for i, d in enumerate(middle) if i != inferred))
+            divides = known != 0 and _holds(count(x) % known == 0, "the -1 dimension's size")
+            if not divides:
                 raise ShapeError("reshape cannot infer the -1 dimension", expected=f"a divisor of {count(x)}",
                                  found=known)
-            middle[middle.index(-1)] = count(x) // known
+            middle[inferred] = count(x) // known
         out = (*head, *middle, *tail)
-        if definitely(count(out) != count(x)):
+        if not _holds(count(out) == count(x), "a reshape to fixed dims"):
             raise ShapeError("reshape changes the number of elements", expected=count(x), found=out)
         return out
+
+
+def _holds(answer: "bool | Condition", what: str) -> bool:
+    """A comparison's answer; where it depends on symbolic sizes, an error asking for them fixed (a reshape
+    that holds for some sizes only is wrong at the others)."""
+    if isinstance(answer, Condition):
+        raise UndecidedSize(f"{what} is right only for some sizes ({answer})", answer.names())
+    return bool(answer)
 
 
 @dataclass(frozen=True)
