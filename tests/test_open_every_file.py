@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 
+import protodef
 from converters.onnx import to_onnx
 from protodef.api import read_net
 from protodef.attach import ProtodefWarning
@@ -146,6 +147,7 @@ def test_python_and_unknown_layers_are_opaque_nodes(tmp_path, capsys):
     assert "'odd' (FancyForkLayer) is an opaque node" in out and "after" in out
     code, out, err = run_cli(capsys, "draw", path, "--format", "dot", "-o", tmp_path / "net.dot")
     assert code == 0 and "FancyForkLayer" in (tmp_path / "net.dot").read_text()
+    assert "FancyForkLayer" in protodef.draw(path).source                 # the Python API reads it as draw does
     code, out, err = run_cli(capsys, "convert", path, "-o", tmp_path / "net.onnx")
     assert code == UnsupportedError.exit_code and err.count("\n") == 1 and "protodef does not know" in err
     assert not (tmp_path / "net.onnx").exists()

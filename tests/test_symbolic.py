@@ -23,7 +23,7 @@ from protodef.api import read_net
 from protodef.cli import main
 from protodef.errors import ShapeError
 from protodef.layers.pool import _pooled
-from protodef.symbolic import Condition, Dim, ceildiv, compare, evaluate, maximum, minimum, symbol, where
+from protodef.symbolic import Condition, ceildiv, compare, evaluate, maximum, minimum, symbol, where
 from support import assert_close, opencv_forward, write_net
 
 H, W = symbol("H"), symbol("W")

@@ -69,9 +69,13 @@ def _export_symbolic(module: torch.nn.Module, net: Net) -> torch.export.Exported
     """A net built with named sizes: one torch.export.Dim per name, from the smallest size the net accepts."""
     from .sizes import export_inputs
 
-    examples, dims = export_inputs(net)
+    examples, dims = export_inputs(net, list(module.input_names))
     try:
         return torch.export.export(module, examples, dynamic_shapes=dims)
     except Exception as error:  # noqa: BLE001  (torch raises several kinds for sizes the net constrains)
+        text = str(error).strip()
+        fixes = text.split("Suggested fixes:", 1)[1].strip().splitlines() if "Suggested fixes:" in text else []
+        hint = f" (torch suggests: {'; '.join(line.strip() for line in fixes[:4])})" if fixes else ""
         raise UnsupportedError(f"torch.export with symbolic sizes failed: {type(error).__name__}: "
-                               f"{str(error).strip().splitlines()[0]}", where=net.source) from error
+                               f"{text.splitlines()[0]}{hint}; the net may hold only for some sizes (Caffe's "
+                               "shapes must agree where layers meet)", where=net.source) from error

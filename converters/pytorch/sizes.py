@@ -56,18 +56,16 @@ class TorchSizes(SizeProgram):
         return self.graph.call_function(_OPERATIONS[name], operands)
 
 
-def has_symbolic_sizes(*values: Any) -> bool:
-    return any(bool(names_in(v)) for v in values)
-
-
-def export_inputs(net: Net) -> tuple[tuple[torch.Tensor, ...], tuple[dict | None, ...]]:
-    """Example inputs for torch.export and one torch.export.Dim per named size. Each example size is the
-    smallest the net accepts plus a margin, so no example size is 0 or 1 (torch.export would specialise it)."""
+def export_inputs(net: Net, input_names: list[str]) -> tuple[tuple[torch.Tensor, ...], tuple[dict | None, ...]]:
+    """Example inputs (of the module's `input_names`) for torch.export and one torch.export.Dim per named size.
+    Each example size is the smallest the net accepts plus a margin, so no example size is 0 or 1 (torch.export
+    would specialise it)."""
     smallest = smallest_sizes(net)
     dims = {name: torch.export.Dim(name, min=max(2, low)) for name, low in smallest.items()}
     example_values = {name: max(2, low) + 7 for name, low in smallest.items()}
     examples, dynamic = [], []
-    for net_input in net.inputs:
+    by_blob = {i.value.blob: i for i in net.inputs}
+    for net_input in (by_blob[name] for name in input_names):
         shape = net.shape(net_input.value)
         examples.append(torch.zeros(tuple(evaluate(d, example_values) for d in shape)))
         axes = {axis: dims[str(d)] for axis, d in enumerate(shape) if isinstance(d, Dim) and str(d) in dims}
