@@ -12,16 +12,27 @@ from .layers.registry import Shape
 def read_net(prototxt: str | os.PathLike, weights: str | os.PathLike | None = None, *, phase: str = "TEST",
              stages: Sequence[str] = (), level: int = 0, input_shape: Mapping[str, Shape] | None = None,
              allow_missing_weights: bool = False, seed: int = 0, proto: str | os.PathLike | None = None,
-             init: str = "fillers") -> Net:
+             init: str = "fillers", lenient: bool = False) -> Net:
     """Read a net and its weights. Without a caffemodel, weights come from the fillers (`init="fillers"`,
-    as Caffe does), are random (`init="random"`, for tests), or are left off (`init="none"`)."""
+    as Caffe does), are random (`init="random"`, for tests), or are left off (`init="none"`).
+
+    A size in `input_shape` may be a name (`{"data": (1, 3, "H", "W")}`): the net is built for any value of it.
+    `lenient` builds what a conversion would refuse, to look at it (`info`, `draw`; see protodef/lenient.py)."""
     from .attach import attach_weights, fill_weights, random_weights
     from .build import build_net
     from .source import read_prototxt
 
     proto_module = load_proto_module(proto) if proto else None
     param, source = read_prototxt(prototxt, proto_module=proto_module)
-    net = build_net(param, source, phase=phase, stages=stages, level=level, input_shapes=input_shape)
+    options = dict(stages=stages, level=level, input_shapes=input_shape)
+    if lenient:
+        from .lenient import build_in_some_phase
+        net = build_in_some_phase(build_net, param, source, phase=phase, **options)
+    else:
+        net = build_net(param, source, phase=phase, **options)
+    if weights is not None or init != "none":
+        from .sizes import require_fixed_weights
+        require_fixed_weights(net)
     if weights is not None:
         from .weights import read_caffemodel
         net = attach_weights(net, read_caffemodel(weights), path=os.fspath(weights),
@@ -125,6 +136,7 @@ def drawn_net(prototxt, *, folded: bool = False, **read_options) -> Net:
     read without a caffemodel gets its fillers' values (the structure drawn does not depend on them)."""
     if not folded:
         read_options.setdefault("init", "none")
+        read_options.setdefault("lenient", True)   # as `protodef draw`: any well-formed prototxt
         return _as_net(prototxt, None, read_options)
     read_options.setdefault("init", "fillers")
     net = _as_net(prototxt, None, read_options)

@@ -9,24 +9,28 @@ from .ir import Layer, Net, NetInput, ParamSpec, Value
 from .layers.common import MAX_BLOB_COUNT
 from .layers.registry import LayerSpec, Shape, spec_of
 from .preprocessing import record_preprocessing
+from .lenient import Opaque, data_source_shapes, depends_on_names, is_partial, named_sizes
 from .source import SourceMap
+from .symbolic import as_dim, definitely
 
 PHASES = {"TRAIN": 0, "TEST": 1}
 _PHASE_NAMES = {number: name for name, number in PHASES.items()}
 
 
 def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST", stages: Sequence[str] = (),
-              level: int = 0, input_shapes: Mapping[str, Shape] | None = None) -> Net:
-    """Build the IR of `param` as Caffe would instantiate it in `phase`, with every value's shape."""
+              level: int = 0, input_shapes: Mapping[str, Shape] | None = None, lenient: bool = False) -> Net:
+    """Build the IR of `param` as Caffe would instantiate it in `phase`, with every value's shape. Sizes may
+    be named (`H`); `lenient` (info, draw) builds what a conversion would refuse, see protodef/lenient.py."""
     path = source.path if source else "<net>"
     locations = _layer_locations(param, source)
     param, notes = _modernise(param, path)
     phase_number = _phase_number(phase)
     state = _net_state(param, phase_number, stages, level)
-    input_shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}
+    input_shapes = {name: tuple(as_dim(d) for d in shape) for name, shape in (input_shapes or {}).items()}
 
     net = Net(param.name, source.path if source else None)
     net.notes.extend(notes)
+    _warn_all(net, getattr(source, "warnings", ()))
     latest: dict[str, Value] = {}
     unknown_shape: dict[Value, str] = {}
     _add_declared_inputs(net, param, input_shapes, latest, unknown_shape, path)
@@ -42,7 +46,8 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
     if dropped:
         names = ", ".join(f"{lp.name} ({lp.type})" for lp, _ in dropped)
         net.notes.append(f"phase {phase.upper()}: left out {len(dropped)} layer(s) by include/exclude rules: {names}")
-    _check_types_known(kept)
+    if not lenient:
+        _check_types_known(kept)
     if not kept and not net.inputs:
         raise GraphError("the net is empty: it declares no inputs and, in this phase, no layers", where=path,
                          expected="at least one input or layer")
@@ -55,10 +60,15 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
         spec = spec_of(lp.type)
         name = used_names.unique(lp.name or f"{lp.type.lower()}{len(used_names)}")
         try:
-            extra = _fork_fields(spec, unknown_fields.get(id(lp), []))
-            _add_layer(net, lp, spec, name, where, latest, input_shapes, unknown_shape, left_out, extra)
+            if spec is None:   # lenient builds only
+                _add_not_understood(net, lp, name, where, latest, left_out)
+                continue
+            extra = _fork_fields(spec, unknown_fields.get(id(lp), []), net.notes if lenient else None, lp)
+            _add_layer(net, lp, spec, name, where, latest, input_shapes, unknown_shape, left_out, extra, lenient)
         except ProtodefError as error:
             raise error.at(where, (lp.name, lp.type)) from None
+    _drop_unread_data_tops(net)
+    _note_unknown_after(net)
     unused = sorted(set(input_shapes) - {i.value.blob for i in net.inputs})
     if unused:
         raise GraphError("--input-shape names a blob that is not an input of this net", found=", ".join(unused),
@@ -68,6 +78,15 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
         net.notes.append("training-only layers in this view (dropped before lowering): "
                          + ", ".join(f"{layer.name} ({layer.type})" for layer in training))
     return net
+
+
+def _warn_all(net: Net, messages: Sequence[str]) -> None:
+    """Notes for `info`, one-line warnings for the other commands."""
+    import warnings
+    from .attach import ProtodefWarning
+    for message in messages:
+        net.notes.append(message)
+        warnings.warn(message, ProtodefWarning, stacklevel=3)
 
 
 def _modernise(param: Any, path: str) -> tuple[Any, list[str]]:
@@ -176,30 +195,32 @@ def _add_declared_inputs(net: Net, param: Any, overrides: dict[str, Shape], late
 
 def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, latest: dict[str, Value],
                overrides: dict[str, Shape], unknown: dict[Value, str], left_out: dict[str, tuple[str, str]],
-               extra: dict[str, Any]) -> None:
-    _check_arity(spec, len(lp.bottom), len(lp.top))
-    inputs = []
-    for bottom in lp.bottom:
-        if bottom not in latest:
-            hint = ""
-            if bottom in left_out:
-                hint = (f" (layer '{left_out[bottom][0]}' ({left_out[bottom][1]}) writes it, but the include/exclude "
-                        f"rules leave it out in phase {_PHASE_NAMES[lp.phase]}; see --phase and --stage)")
-            raise GraphError(f"bottom '{bottom}' is not produced by any earlier layer or net input{hint}")
-        inputs.append(latest[bottom])
+               extra: dict[str, Any], lenient: bool = False) -> None:
+    _add_automatic_tops(lp, spec, latest)
+    try:
+        _check_arity(spec, len(lp.bottom), len(lp.top))
+    except GraphError as error:
+        if not lenient:
+            raise
+        return _add_opaque(net, lp, name, where, latest, left_out, error.format())
+    inputs = _bottoms(lp, latest, left_out)
     in_shapes = []
     for value in inputs:
         shape = net.shapes.get(value)
+        if shape is None and not spec.training_only and lenient:
+            return _add_opaque(net, lp, name, where, latest, left_out, _AFTER_UNKNOWN)
         if shape is None and not spec.training_only:
             producer = net.input_by_value(value)
             declared = f"layer '{producer.declared_by}' ({producer.declared_type})" if producer else "its producer"
             raise ShapeError(f"input '{value.blob}' declared by {declared} has no known shape: "
                              f"{unknown.get(value, 'unknown')}; give --input-shape {value.blob}=N,C,H,W")
         in_shapes.append(shape)
-    if spec.plugin:
-        params = spec.params.from_proto(lp, tuple(in_shapes), extra=extra)
-    else:
-        params = spec.params.from_proto(lp, tuple(in_shapes))
+    try:
+        params = _params(lp, spec, tuple(in_shapes), extra)
+    except ProtodefError as error:
+        if not (lenient and depends_on_names(tuple(in_shapes))):
+            raise
+        return _add_opaque(net, lp, name, where, latest, left_out, error.format())
     outputs = _bind_outputs(lp, spec, latest)
     if spec.produces_input:
         # Caffe's data transformer (mean, scale, crop, mirror) runs before the net: the converted model
@@ -208,13 +229,20 @@ def _add_layer(net: Net, lp: Any, spec: LayerSpec, name: str, where: Location, l
         shapes = params.infer()
         for index, value in enumerate(outputs):
             shape = overrides.get(value.blob, shapes[index] if index < len(shapes) else None)
+            if is_partial(shape):
+                shape = named_sizes(shape) if lenient else None
             if shape is None:
                 unknown[value] = params.unknown_because or "its layer declares no shape"
             else:
                 check_blob_size(tuple(shape), what=f"input '{value.blob}'")
             net.add_input(NetInput(value, lp.name, lp.type, where), shape)
         return
-    out_shapes = infer_outputs(params, tuple(in_shapes), len(outputs))
+    try:
+        out_shapes = infer_outputs(params, tuple(in_shapes), len(outputs))
+    except ProtodefError as error:
+        if not (lenient and depends_on_names(tuple(in_shapes))):
+            raise
+        return _add_opaque(net, lp, name, where, latest, left_out, error.format(), outputs)
     layer = Layer(name=name, type=lp.type, params=params, inputs=tuple(inputs), outputs=tuple(outputs), where=where,
                   caffe_name=lp.name, param_names=tuple(p.name for p in lp.param),
                   param_specs=tuple(_param_spec(p) for p in lp.param), loss_weights=tuple(lp.loss_weight), extra=extra)
@@ -228,15 +256,99 @@ def _param_spec(p: Any) -> ParamSpec:
                      p.decay_mult if p.HasField("decay_mult") else None, p.share_mode == 1)   # 1: PERMISSIVE
 
 
-def _fork_fields(spec: LayerSpec, unknown: list) -> dict[str, Any]:
-    """Unknown parameter blocks go to a plugin as plain mappings; any other layer cannot honour them."""
+def _fork_fields(spec: LayerSpec, unknown: list, notes: list[str] | None = None, lp: Any = None
+                 ) -> dict[str, Any]:
+    """Unknown parameter blocks go to a plugin as plain mappings; any other layer cannot honour them (a lenient
+    build, given `notes`, leaves them out with a note)."""
     if unknown and not spec.plugin:
         first = unknown[0]
         names = ", ".join(f"'{f.name}' ({f.where.line}:{f.where.column})" for f in unknown)
+        if notes is not None:
+            notes.append(f"layer '{lp.name}' ({lp.type}): left out parameter field(s) our schema lacks: {names}; "
+                         "its shape may differ in the fork (give the fork's caffe.proto with --proto)")
+            return {}
         raise SchemaError(f"unknown parameter field(s) {names}: our schema has no such field for this layer "
                           "type; register the type with protodef.register_layer(...) to receive them, or give "
                           "the fork's caffe.proto with --proto", where=first.where)
     return {f.name: f.value for f in unknown}
+
+
+def _params(lp: Any, spec: LayerSpec, in_shapes: tuple, extra: dict[str, Any]) -> Any:
+    if spec.plugin:
+        return spec.params.from_proto(lp, in_shapes, extra=extra)
+    return spec.params.from_proto(lp, in_shapes)
+
+
+def _bottoms(lp: Any, latest: dict[str, Value], left_out: dict[str, tuple[str, str]]) -> list[Value]:
+    inputs = []
+    for bottom in lp.bottom:
+        if bottom not in latest:
+            hint = ""
+            if bottom in left_out:
+                hint = (f" (layer '{left_out[bottom][0]}' ({left_out[bottom][1]}) writes it, but the include/exclude "
+                        f"rules leave it out in phase {_PHASE_NAMES[lp.phase]}; see --phase and --stage)")
+            raise GraphError(f"bottom '{bottom}' is not produced by any earlier layer or net input{hint}")
+        inputs.append(latest[bottom])
+    return inputs
+
+
+def _add_automatic_tops(lp: Any, spec: LayerSpec, latest: dict[str, Value]) -> None:
+    """Caffe's AutoTopBlobs (LossLayer, net.cpp): a loss layer written without a top gets its one top anyway,
+    named here after the layer (so a training module returns it under that name) unless a blob has it."""
+    if spec.loss_layer and not lp.top:
+        name = lp.name or lp.type.lower()
+        lp.top.append(name if name not in latest else f"{name}/(automatic)")
+
+
+def _add_not_understood(net: Net, lp: Any, name: str, where: Location, latest: dict[str, Value],
+                        left_out: dict[str, tuple[str, str]]) -> None:
+    """A type protodef does not know (a `Python` layer: never imported): an opaque node; without bottoms, a
+    data source whose tops are net inputs."""
+    why = "its module is never imported" if lp.type == "Python" else "protodef does not know this type"
+    if lp.bottom:
+        _add_opaque(net, lp, name, where, latest, left_out, why)
+        return
+    outputs = _bind_outputs(lp, Opaque(lp.type, why).spec, latest)
+    for value, shape in zip(outputs, data_source_shapes(len(outputs))):
+        net.add_input(NetInput(value, lp.name, lp.type, where), shape)
+    net.notes.append(f"layer '{lp.name}' ({lp.type}) is taken as a data source ({why}): its tops are net inputs, "
+                     f"the first taken as an image batch N x C x H x W")
+
+
+def _add_opaque(net: Net, lp: Any, name: str, where: Location, latest: dict[str, Value],
+                left_out: dict[str, tuple[str, str]], reason: str, outputs: list[Value] | None = None) -> None:
+    """A node whose outputs have no known shape, in a lenient build (`info`, `draw`), with a note."""
+    params = Opaque(lp.type, reason)
+    inputs = _bottoms(lp, latest, left_out)
+    if outputs is None:
+        outputs = _bind_outputs(lp, params.spec, latest)
+    net.add(Layer(name=name, type=lp.type, params=params, inputs=tuple(inputs), outputs=tuple(outputs), where=where,
+                  caffe_name=lp.name, param_names=tuple(p.name for p in lp.param)))
+    if reason != _AFTER_UNKNOWN:
+        net.notes.append(f"layer '{lp.name}' ({lp.type}) is an opaque node, its outputs' shapes unknown: {reason}")
+
+
+_AFTER_UNKNOWN = "an input's shape is unknown"
+
+
+def _note_unknown_after(net: Net) -> None:
+    after = [layer.name for layer in net.layers()
+             if isinstance(layer.params, Opaque) and layer.params.reason == _AFTER_UNKNOWN]
+    if after:
+        shown = ", ".join(after[:8]) + (f" and {len(after) - 8} more" if len(after) > 8 else "")
+        net.notes.append(f"{len(after)} layer(s) read what those make, so their shapes are unknown too: {shown}")
+
+
+def _drop_unread_data_tops(net: Net) -> None:
+    """A data layer's top that no layer reads (SegNet's `label` in its inference net) is no input of the net."""
+    read = {v for _, layer in net.graph.nodes(data="layer") for v in layer.inputs}
+    for net_input in list(net.inputs):
+        if net_input.declared_type in ("input", "Input") or net_input.value in read:
+            continue
+        net.inputs.remove(net_input)
+        net.shapes.pop(net_input.value, None)
+        net.notes.append(f"dropped '{net_input.value.blob}', a top of data layer '{net_input.declared_by}' "
+                         f"({net_input.declared_type}) that no layer reads")
 
 
 def _bind_outputs(lp: Any, spec: LayerSpec, latest: dict[str, Value]) -> list[Value]:
@@ -274,18 +386,18 @@ def infer_outputs(params: Any, in_shapes: tuple[Shape, ...], n_outputs: int) -> 
     if len(shapes) != n_outputs:
         raise GraphError("wrong number of tops for this layer's parameters", expected=len(shapes), found=n_outputs)
     for shape in shapes:
-        if any(d <= 0 for d in shape):
+        if any(definitely(d <= 0) for d in shape):
             raise ShapeError("an output dimension is zero or negative", expected="all > 0", found=shape)
         check_blob_size(shape)
-    return [tuple(int(d) for d in shape) for shape in shapes]
+    return [tuple(as_dim(d) for d in shape) for shape in shapes]
 
 
 def check_blob_size(shape: Shape, *, what: str = "an output") -> None:
     """Caffe refuses a blob of more than INT_MAX elements; so do we, before any backend allocates it."""
     count = 1
     for d in shape:
-        count *= int(d)
-    if count > MAX_BLOB_COUNT:
+        count *= as_dim(d)
+    if definitely(count > MAX_BLOB_COUNT):
         raise ShapeError(f"{what} is larger than Caffe allows a blob to be", expected=f"<= {MAX_BLOB_COUNT} elements",
                          found=f"{count} elements {tuple(shape)}")
 

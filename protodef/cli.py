@@ -22,15 +22,17 @@ def command(name: str):
     return register
 
 
-def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """`data=1,3,224,224` -> ("data", (1, 3, 224, 224))."""
+def parse_input_shape(text: str) -> tuple[str, tuple[int | str, ...]]:
+    """`data=1,3,224,224` -> ("data", (1, 3, 224, 224)); a name is a symbolic size: `data=N,3,H,W` ->
+    ("data", ("N", 3, "H", "W")), a net for any batch and image size."""
     name, sep, dims = text.rpartition("=")
-    try:
-        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
-    except ValueError:
-        shape = ()
-    if not sep or not name or not shape or any(d <= 0 for d in shape):
-        raise argparse.ArgumentTypeError(f"expected NAME=N,C,H,W with positive sizes, found {text!r}")
+    parts = [d.strip() for d in dims.split(",")] if "," in dims else [d.strip() for d in dims.split("x")]
+    shape = tuple(int(d) if d.isdigit() else d for d in parts if d)
+    # A size name starts with a capital letter (N, H, W, Height), so that a mistyped number is not one.
+    named = all(isinstance(d, int) and d > 0 or d[:1].isupper() and d.isidentifier() and d.isascii() for d in shape)
+    if not sep or not name or not shape or not named:
+        raise argparse.ArgumentTypeError(f"expected NAME=N,C,H,W with positive sizes or size names (N, H, W), "
+                                         f"found {text!r}")
     return name, shape
 
 
@@ -44,7 +46,8 @@ def _net_options(parser: argparse.ArgumentParser, *, weights: bool = True, sever
         parser.add_argument("--allow-missing-weights", action="store_true",
                             help="initialise layers the caffemodel lacks from their fillers instead of failing")
     parser.add_argument("--input-shape", metavar="NAME=N,C,H,W", action="append", type=parse_input_shape,
-                        default=[], help="give or override an input's shape (repeatable)")
+                        default=[], help="give or override an input's shape (repeatable); a capitalised name is "
+                        "a symbolic size: data=N,3,H,W converts for any batch and image size")
     parser.add_argument("--phase", default="TEST", type=str.upper, choices=("TEST", "TRAIN"),
                         help="which phase's include/exclude rules apply (default TEST)")
     parser.add_argument("--stage", action="append", default=[], help="a NetState stage (repeatable)")
@@ -56,12 +59,12 @@ def _net_options(parser: argparse.ArgumentParser, *, weights: bool = True, sever
 
 
 def read_from_args(args: argparse.Namespace, *, init: str = "fillers", prototxt: str | None = None,
-                   seed: int = 0):
+                   seed: int = 0, lenient: bool = False):
     from .api import read_net
     return read_net(prototxt or args.prototxt, getattr(args, "weights", None), phase=args.phase, stages=args.stage,
                     level=args.level, input_shape=dict(args.input_shape),
                     allow_missing_weights=getattr(args, "allow_missing_weights", False), proto=args.proto,
-                    init=init, seed=seed)
+                    init=init, seed=seed, lenient=lenient)
 
 
 def _subcommand(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
@@ -105,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output-dir", metavar="DIR", help="write each output into DIR (created if missing)")
     convert.add_argument("--opset", type=_opset, help="ONNX opset (default 18, which today's deployment runtimes "
                                                        "accept)")
-    convert.add_argument("--dynamic-batch", action="store_true", help="make the first dimension symbolic")
+    convert.add_argument("--dynamic-batch", action="store_true",
+                         help="make the first dimension symbolic (as N in --input-shape does)")
     convert.add_argument("--no-fold", action="store_true", help="keep BatchNorm/Scale instead of folding them")
     convert.add_argument("--format", dest="torch_format", choices=("source", "export"),
                          help="pytorch: a .py module + weights (source, the default) or a torch.export program "
@@ -182,7 +186,7 @@ def _opset(text: str) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from .info import format_table, summary
     # Folding needs weights: without a caffemodel, --passes folds the fillers' values (as Caffe would init).
-    net = read_from_args(args, init="fillers" if args.passes else "none")
+    net = read_from_args(args, init="fillers" if args.passes else "none", lenient=not args.passes)
     if args.passes:
         from .api import lower
         report = lower(net).pass_report
@@ -313,8 +317,8 @@ def _draw_one(args: argparse.Namespace, prototxt: str, fmt: str, progress) -> in
     from .outputs import output_path
     output = output_path(prototxt, "." + fmt, output=args.output, output_dir=args.output_dir)
     progress.step("reading")
-    net = drawn_net(read_from_args(args, init="none" if not args.folded else "fillers", prototxt=prototxt),
-                    folded=args.folded)
+    net = drawn_net(read_from_args(args, init="none" if not args.folded else "fillers", prototxt=prototxt,
+                                   lenient=not args.folded), folded=args.folded)
     progress.step("drawing")
     missing_dot = save_drawing(net, output, fmt=fmt, rankdir=args.rankdir, collapse=args.collapse,
                                shapes=args.shapes)

@@ -194,3 +194,14 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
         last = end
     parts.append(text[last:])
     return "".join(parts)
+
+
+def blank_field_at(text: str, offset: int) -> str | None:
+    """`text` with the field whose name starts at `offset` blanked (line and column of the rest kept); None
+    when no field starts there."""
+    tokens = _tokens(text)
+    index = next((i for i, (kind, _, start) in enumerate(tokens) if start == offset and kind == "word"), None)
+    if index is None or index + 1 >= len(tokens):
+        return None
+    end_index = _field_end(tokens, index)
+    return _blank(text, [(offset, tokens[end_index][2] + len(tokens[end_index][1]))])

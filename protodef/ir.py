@@ -63,8 +63,8 @@ class Layer:
 
     @property
     def spec(self) -> "LayerSpec":
-        spec = _registry.spec_of(self.type)
-        if spec is None:  # only layers with a registered spec get into a Net
+        spec = _registry.spec_of(self.type) or getattr(self.params, "spec", None)   # an opaque node brings its own
+        if spec is None:  # only layers with a registered spec (or opaque ones, in lenient builds) get into a Net
             raise GraphError("unknown layer type", where=self.where, layer=self)
         return spec
 
@@ -290,8 +290,9 @@ class Net:
     def require_input_shapes(self) -> None:
         """Every net input has a shape (an input no layer reads may lack one; backends need it)."""
         from .errors import ShapeError
+        from .symbolic import is_known
         for net_input in self.inputs:
-            if self.shapes.get(net_input.value) is None:
+            if not is_known(self.shapes.get(net_input.value)):
                 blob = net_input.value.blob
                 raise ShapeError(f"input '{blob}' declared by '{net_input.declared_by}' has no known shape; give "
                                  f"--input-shape {blob}=N,C,H,W (input_shape= in Python)", where=net_input.where)

@@ -23,6 +23,7 @@ class SourceMap:
     layer_locations: list[Location] = field(default_factory=list)
     layers_locations: list[Location] = field(default_factory=list)   # V1/V0 `layers {` blocks
     unknown_fields: list = field(default_factory=list)   # forkfields.UnknownField, for `layer` blocks
+    warnings: list = field(default_factory=list)         # fork fields left out of known messages
     _unknown_index: tuple = field(default=(None, 0, {}), repr=False, compare=False)
 
     def unknown_in_layer(self, index: int) -> list:
@@ -76,33 +77,57 @@ def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None
             raise ParseError("this is a binary file, not prototxt text (a .caffemodel goes to --weights)",
                              where=path)
     text = decode_text(text)
-    net = proto_module.NetParameter()
-    unknown = []
-    try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as exc:
-        if 'LayerParameter" has no field named' not in str(exc) or "layer" not in net.DESCRIPTOR.fields_by_name:
-            raise _located_error(exc, path) from None
-        # A fork's parameter block: set it aside for a plugin (see forkfields.py) and parse the rest.
-        from .forkfields import blank_unknown_layer_fields
-        known = set(net.DESCRIPTOR.fields_by_name["layer"].message_type.fields_by_name)
-        text, unknown = blank_unknown_layer_fields(text, known, path)
+    unknown, nested = [], []
+    while True:
         net = proto_module.NetParameter()
-        _merge(text, net, path)
-    except RecursionError:
-        raise ParseError("messages are nested too deeply to parse", where=path) from None
+        try:
+            text_format.Merge(text, net)
+            break
+        except text_format.ParseError as exc:
+            text = _without_fork_fields(text, exc, net, path, unknown, nested)
+        except RecursionError:
+            raise ParseError("messages are nested too deeply to parse", where=path) from None
     source = map_source(text, path)
     source.unknown_fields = unknown
+    source.warnings = _nested_warnings(source, net, nested, path)
     return net, source
 
 
-def _merge(text: str, net, path: str) -> None:
-    try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as exc:
-        raise _located_error(exc, path) from None
-    except RecursionError:
-        raise ParseError("messages are nested too deeply to parse", where=path) from None
+def _without_fork_fields(text: str, error: text_format.ParseError, net, path: str, unknown: list,
+                         nested: list) -> str:
+    """The text with what stopped the parse blanked, if it is a fork's field: every unknown block of every
+    layer at once (set aside for plugins, see forkfields.py), or one field inside a known message (see
+    nested_fork_fields.py) that only data, losses or evaluation read. Anything else is the parse error."""
+    from .forkfields import blank_field_at, blank_unknown_layer_fields
+    from .nested_fork_fields import MAX_LEFT_OUT, leaves_deploy_graph_alone, offset_of, unknown_nested_field
+
+    if 'LayerParameter" has no field named' in str(error) and "layer" in net.DESCRIPTOR.fields_by_name \
+            and not unknown:
+        known = set(net.DESCRIPTOR.fields_by_name["layer"].message_type.fields_by_name)
+        blanked, found = blank_unknown_layer_fields(text, known, path)
+        if found:
+            unknown.extend(found)
+            return blanked
+    field = unknown_nested_field(str(error))
+    if field is not None and leaves_deploy_graph_alone(field.message) and len(nested) < MAX_LEFT_OUT:
+        blanked = blank_field_at(text, offset_of(text, field.line, field.column))
+        if blanked is not None:
+            nested.append(field)
+            return blanked
+    raise _located_error(error, path) from None
+
+
+def _nested_warnings(source: SourceMap, net, nested: list, path: str) -> list[str]:
+    """A warning for each fork field left out, naming its layer."""
+    from .nested_fork_fields import layer_at, warning
+
+    legacy = not len(source.layer_locations)
+    locations = source.layers_locations if legacy else source.layer_locations
+    layers = net.layers if legacy else net.layer
+    messages = []
+    for field in nested:
+        messages.append(warning(path, field, layer_at(locations, layers, field.line, field.column)))
+    return messages
 
 
 def decode_text(text: str | bytes) -> str:

@@ -524,7 +524,8 @@ def test_cli_prints_one_line_and_exits_with_the_kinds_code(tmp_path, capsys, cas
     path = prototxt(tmp_path, text)
     with pytest.raises(kind) as info:
         read_net(path)
-    for command in ("info", "draw"):
+    # info and draw show a type protodef does not know as an opaque node; converting it fails.
+    for command in ("info", "draw") if kind is not UnsupportedError else ("convert",):
         code, out, err = run_cli(capsys, command, path)
         assert (code, out, err) == (kind.exit_code, "", f"protodef: {info.value}\n"), command
 

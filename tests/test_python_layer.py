@@ -69,12 +69,14 @@ def test_the_trap_works(trap):
 
 
 COMMANDS = [
-    ["info", "net.prototxt"],
-    ["info", "--json", "net.prototxt"],
     ["convert", "net.prototxt"],
     ["convert", "net.prototxt", "--to", "pytorch"],
-    ["draw", "net.prototxt", "--format", "dot"],
     ["check", "net.prototxt"],
+]
+LOOKING = [
+    ["info", "net.prototxt"],
+    ["info", "--json", "net.prototxt"],
+    ["draw", "net.prototxt", "--format", "dot"],
 ]
 
 
@@ -89,6 +91,18 @@ def test_cli_refuses_the_layer_without_importing_it(trap, command):
         "A Python layer runs user code that protodef never imports or executes; register a layer type for it "
         "with protodef.register_layer('Python', ...) to convert it\n")
     assert not list(directory.glob("net.*[!t]")), "an output file was written"   # net.onnx, net.py, net.dot
+
+
+@pytest.mark.parametrize("command", LOOKING, ids=lambda c: " ".join(c[:1] + c[2:]))
+def test_info_and_draw_show_it_as_an_opaque_node_without_importing_it(trap, command):
+    directory, marker, env = trap
+    result = run(directory, env, "-m", "protodef", *command)
+    assert not marker.exists(), marker.read_text()
+    assert result.returncode == 0, result.stderr
+    if command[0] == "info":
+        assert "proposal" in result.stdout and "its module is never imported" in result.stdout
+    else:
+        assert "Python" in (directory / "net.dot").read_text()
 
 
 def test_upgrade_keeps_the_layer_as_text(trap):

@@ -243,9 +243,12 @@ def _gap(stacks: StackGraph, before: Block, after: Block) -> tuple[str, ...] | N
     return tuple(gap)
 
 
-def _shape(net: Net, stacks: StackGraph, node: str) -> tuple[int, ...] | None:
+def _shape(net: Net, stacks: StackGraph, node: str) -> tuple[int | str, ...] | None:
+    """The shape as drawn: a symbolic size by its expression, so that grouping compares text, never asks
+    whether two expressions are equal for every size."""
     value = stacks.stacks[node].outputs[0] if node in stacks.stacks else stacks.inputs[node].value
-    return net.shapes.get(value)
+    shape = net.shapes.get(value)
+    return None if shape is None else tuple(d if isinstance(d, int) else str(d) for d in shape)
 
 
 def _spatial(net: Net, stacks: StackGraph, node: str) -> tuple[int, ...] | None:

@@ -15,11 +15,17 @@ from .style import BLOCK_LINE, MUTED, family_style
 
 # ---- shapes ---------------------------------------------------------------------------------------------------
 def shape_text(shape: tuple[int, ...] | None, *, batch: bool = False) -> str:
-    """`64×56×56` (batch axis left off unless asked for); "" for an unknown shape."""
+    """`64×56×56` (batch axis left off unless asked for), `64×(H // 2)×(W // 2)` where sizes are symbolic;
+    "" for an unknown shape."""
     if shape is None:
         return ""
     dims = shape if batch or len(shape) < 2 else shape[1:]
-    return "×".join(str(d) for d in dims) or "scalar"
+    return "×".join(_dim_text(d) for d in dims) or "scalar"
+
+
+def _dim_text(d: object) -> str:
+    text = str(d)
+    return f"({text})" if " " in text else text
 
 
 def value_shape(net: Net, value: Value) -> tuple[int, ...] | None:

@@ -78,7 +78,8 @@ def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool
     nodes = []
     for layer in net.layers():
         try:
-            nodes += converter_for(layer)(layer, ctx)
+            made = converter_for(layer)(layer, ctx)
+            nodes += ctx.take_size_nodes() + made
         except ProtodefError as error:
             raise error.at(layer.where, layer) from None
     model = onnx.ModelProto()
@@ -104,7 +105,7 @@ def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool
 def value_info(ctx: OnnxContext, value: Value) -> onnx.ValueInfoProto:
     """Name, type and the IR's shape; with a symbolic batch, dim 0 is "batch" (every converter keeps axis 0
     the batch under --dynamic-batch, or refuses the layer)."""
-    dims: list[int | str] = list(ctx.shape(value))
+    dims: list[int | str] = [d if isinstance(d, int) else str(d) for d in ctx.shape(value)]   # "H", "H // 2"
     if ctx.dynamic_batch and dims:
         dims[0] = "batch"
     producer = ctx.net.producer(value)

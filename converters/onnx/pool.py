@@ -16,6 +16,7 @@ from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.pool import Pooling
 from protodef.layers.pool import PSROIPooling
+from protodef.symbolic import definitely, is_static, maximum, minimum
 
 from .emitter import Emitter
 from .registry import OnnxContext, onnx_converter
@@ -33,8 +34,9 @@ class Windows:
     end: tuple[int, ...]
 
     def fits_attribute(self, kernel: tuple[int, ...]) -> bool:
-        """onnxruntime refuses pool `pads` that are not smaller than the kernel."""
-        return all(b < k and e < k for b, e, k in zip(self.begin, self.end, kernel))
+        """onnxruntime refuses pool `pads` that are not smaller than the kernel; an attribute is a number, so
+        padding that depends on a symbolic size is an explicit Pad."""
+        return all(isinstance(e, int) and b < k and e < k for b, e, k in zip(self.begin, self.end, kernel))
 
 
 def windows(layer: Layer, sizes: tuple[int, ...], outputs: tuple[int, ...], begin: tuple[int, ...]) -> Windows:
@@ -44,8 +46,8 @@ def windows(layer: Layer, sizes: tuple[int, ...], outputs: tuple[int, ...], begi
     p: Pooling = layer.params
     ends = []
     for size, o, k, s, b in zip(sizes, outputs, p.kernel, p.stride, begin):
-        end = max(0, (o - 1) * s + k - size - b)
-        if (size + b + end - k) // s + 1 != o:
+        end = maximum(0, (o - 1) * s + k - size - b)
+        if definitely((size + b + end - k) // s + 1 != o):
             raise UnsupportedError("no ONNX padding reproduces Caffe's pooled size", layer=layer,
                                    where=layer.where, expected=o, found=(size + b + end - k) // s + 1)
         ends.append(end)
@@ -67,7 +69,7 @@ def place_windows(layer: Layer, ctx: OnnxContext, source: str, spots: Windows, f
                   ) -> tuple[list[onnx.NodeProto], str, dict]:
     """The tensor to pool and the pool's `pads` attribute; an explicit Pad (filled with `fill`) first when
     onnxruntime would refuse the attribute."""
-    if not any(spots.begin) and not any(spots.end):
+    if not any(spots.begin) and all(isinstance(e, int) and e == 0 for e in spots.end):
         return [], source, {}
     if spots.fits_attribute(layer.params.kernel):
         return [], source, {"pads": [*spots.begin, *spots.end]}
@@ -104,6 +106,8 @@ def max_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     if not p.with_mask:
         return nodes + [ctx.node("MaxPool", [pooled_input], [output], layer, kernel_shape=list(p.kernel),
                                  strides=list(p.stride), **pads)]
+    if not is_static(x):
+        return nodes + dynamic_max_pooling_with_mask(layer, ctx, pooled_input, spots, pads)
     if pooled_input != source:
         raise UnsupportedError("MAX pooling's mask output where Caffe's last window ends a kernel or more past "
                                "the input: ONNX's indices would count positions in a padded plane, not Caffe's "
@@ -129,6 +133,8 @@ def average_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     x, y = ctx.input_shape(layer), ctx.output_shape(layer)
     spots = windows(layer, spatial(x), spatial(y), p.pad)
     nodes, pooled_input, pads = place_windows(layer, ctx, source, spots, 0.0)
+    if not (is_static(x) and is_static(y)):
+        return nodes + dynamic_average_pooling(layer, ctx, pooled_input, spots, pads)
     # Every window now lies inside the padded input, so AveragePool divides by the kernel area.
     area = float(np.prod(p.kernel))
     with np.errstate(divide="ignore"):
@@ -240,3 +246,61 @@ def _bin_edges(op: Emitter, boxes: str, p: PSROIPooling, low: int, high: int, ta
         edges.append(op("Min", [op("Max", [whole, op.ints(f"{what}_{name}_zero", [0])], f"{what}_{name}_low"), limit],
                         f"{what}_{name}"))
     return edges
+
+
+def dynamic_average_pooling(layer: Layer, ctx: OnnxContext, pooled_input: str, spots: Windows, pads: dict
+                            ) -> list[onnx.NodeProto]:
+    """AVE pooling where the sizes are symbolic: Caffe's divisor (the window clipped to [-pad, size + pad)) is
+    the same pooling of a plane of ones over that range and of zeros past it: output = mean(x) / mean(ones)."""
+    p: Pooling = layer.params
+    ones, counted, plane, mean, share = (ctx.tensor(layer, what) for what in
+                                         ("ones", "counted", "counted_plane", "mean", "share"))
+    inside = [minimum(pad, end) for pad, end in zip(p.pad, spots.end)]
+    beyond = [maximum(0, end - pad) for pad, end in zip(p.pad, spots.end)]
+    return [
+        ctx.node("ConstantOfShape", [ctx.ints(layer, "plane_shape", [1, 1, *spatial(ctx.input_shape(layer))])],
+                 [ones], layer, "ones", value=onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [1.0])),
+        ctx.node("Pad", [ones, ctx.ints(layer, "counted_pads", [0, 0, *p.pad, 0, 0, *inside]),
+                         ctx.scalar(layer, "one", 1.0)], [counted], layer, "counted", mode="constant"),
+        ctx.node("Pad", [counted, ctx.ints(layer, "beyond_pads", [0, 0, 0, 0, 0, 0, *beyond]),
+                         ctx.scalar(layer, "zero", 0.0)], [plane], layer, "counted_plane", mode="constant"),
+        ctx.node("AveragePool", [pooled_input], [mean], layer, kernel_shape=list(p.kernel), strides=list(p.stride),
+                 count_include_pad=1, **pads),
+        ctx.node("AveragePool", [plane], [share], layer, "share", kernel_shape=list(p.kernel),
+                 strides=list(p.stride)),
+        ctx.node("Div", [mean, share], [ctx.value(layer.outputs[0])], layer, "divide"),
+    ]
+
+
+def dynamic_max_pooling_with_mask(layer: Layer, ctx: OnnxContext, pooled_input: str, spots: Windows, pads: dict
+                                  ) -> list[onnx.NodeProto]:
+    """MAX pooling's mask where the sizes are symbolic. ONNX counts indices over the whole N*C*H*W tensor
+    (of the explicitly padded tensor, when the pads could not be an attribute); Caffe counts h * W + w within
+    one unpadded plane. Padding holds -FLT_MAX, never a maximum."""
+    p: Pooling = layer.params
+    height, width = spatial(ctx.input_shape(layer))
+    indices, position = ctx.tensor(layer, "indices"), ctx.tensor(layer, "plane_position")
+    nodes = [ctx.node("MaxPool", [pooled_input], [ctx.value(layer.outputs[0]), indices], layer,
+                      kernel_shape=list(p.kernel), strides=list(p.stride), **pads)]
+    if pooled_input == ctx.value(layer.inputs[0]):
+        nodes.append(ctx.node("Mod", [indices, ctx.ints(layer, "plane_size", [height * width])], [position], layer,
+                              "plane_position"))
+    else:
+        (top, left), (bottom, right) = spots.begin, spots.end
+        padded_width = width + left + right
+        plane, row, column, row_start = (ctx.tensor(layer, what) for what in
+                                         ("padded_position", "row", "column", "row_start"))
+        nodes += [
+            ctx.node("Mod", [indices, ctx.ints(layer, "padded_plane", [(height + top + bottom) * padded_width])],
+                     [plane], layer, "padded_position"),
+            ctx.node("Div", [plane, ctx.ints(layer, "padded_width", [padded_width])], [row], layer, "row"),
+            ctx.node("Mod", [plane, ctx.ints(layer, "row_length", [padded_width])], [column], layer, "column"),
+            ctx.node("Mul", [row, ctx.ints(layer, "width", [width])], [row_start], layer, "row_start"),
+            ctx.node("Add", [row_start, column], [ctx.tensor(layer, "padded_index")], layer, "padded_index"),
+        ]
+        # (row - top) * W + (column - left): the padding before the input shifts every position.
+        nodes.append(ctx.node("Sub", [nodes[-1].output[0], ctx.ints(layer, "shift", [top * width + left])],
+                              [position], layer, "plane_position"))
+    nodes.append(ctx.node("Cast", [position], [ctx.value(layer.outputs[1])], layer, "mask",
+                          to=onnx.TensorProto.FLOAT))
+    return nodes

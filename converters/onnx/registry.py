@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer, Net, Shape, Value
 from protodef.layers.registry import Registry
+from protodef.symbolic import Dim
 
 Converter = Callable[[Layer, "OnnxContext"], list[onnx.NodeProto]]
 
@@ -52,6 +53,7 @@ class OnnxContext:
         self._node_names: set[str] = set()
         self._value_names = value_names(net)
         self._names: set[str] = set(self._value_names.values())
+        self._sizes = None    # converters.onnx.sizes.RuntimeSizes, made when a size is symbolic
 
     # ---- values of the net --------------------------------------------------------------------------
     def value(self, value: Value) -> str:
@@ -109,8 +111,22 @@ class OnnxContext:
         return name
 
     def ints(self, layer: Layer, what: str, values: Iterable[int]) -> str:
-        """A 1-D int64 initializer (shapes, axes, starts ...)."""
-        return self.initializer(layer, what, np.asarray(list(values), dtype=np.int64), dtype=np.int64)
+        """A 1-D int64 initializer (shapes, axes, starts ...); computed from the inputs' shapes at run time
+        where a value is a symbolic size (see sizes.py)."""
+        values = list(values)
+        if any(isinstance(v, Dim) for v in values):
+            return self.runtime_sizes().vector(layer, what, values)
+        return self.initializer(layer, what, np.asarray(values, dtype=np.int64), dtype=np.int64)
+
+    def runtime_sizes(self):
+        if self._sizes is None:
+            from .sizes import RuntimeSizes
+            self._sizes = RuntimeSizes(self)
+        return self._sizes
+
+    def take_size_nodes(self) -> list[onnx.NodeProto]:
+        """The nodes computing symbolic sizes made since the last call (they go before the layer's own)."""
+        return self._sizes.take() if self._sizes is not None else []
 
     def scalar(self, layer: Layer, what: str, value: float) -> str:
         """A float32 scalar initializer (broadcasts against any tensor)."""
@@ -127,7 +143,7 @@ class OnnxContext:
         """The `shape` input of a Reshape to `shape` (from the IR). With a symbolic batch, dim 0 is -1: every
         other dim is the static size the IR knows, so Reshape infers the batch (0, "copy", would copy the
         input's dim 0, which is not the batch after a Flatten that merged it with other axes)."""
-        target = [int(d) for d in shape]
+        target = [d if isinstance(d, Dim) else int(d) for d in shape]
         if self.dynamic_batch and target:
             target[0] = -1
         return target

@@ -22,7 +22,9 @@ from protodef.ir import Net
 from .lower import Lowering, class_name
 from .registry import Constructor
 
-_INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/"}
+_INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/", operator.floordiv: "//",
+          operator.gt: ">", operator.ge: ">=", operator.lt: "<", operator.le: "<=", operator.eq: "==",
+          operator.ne: "!="}
 
 
 def python_source(lowering: Lowering, net: Net, *, weights_name: str) -> str:

@@ -66,17 +66,19 @@ class MaxUnpool(nn.Module):
         super().__init__()
         self.size = list(size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, height: int = 0, width: int = 0) -> torch.Tensor:
+        if height == 0:   # a size given with the inputs (a net with symbolic sizes) wins over the fixed one
+            height, width = self.size[0], self.size[1]
         n, c = x.shape[0], x.shape[1]
         flat = x.reshape(n, c, -1)
         index = mask.reshape(n, c, -1).to(torch.int64)
-        plane = self.size[0] * self.size[1]
+        plane = height * width
         order = torch.arange(1, flat.shape[2] + 1, device=x.device).expand(n, c, flat.shape[2])
         writer = torch.zeros(n, c, plane, dtype=torch.int64, device=x.device)
         writer = writer.scatter_reduce(2, index, order, reduce="amax", include_self=True)
         picked = torch.gather(flat, 2, (writer - 1).clamp(min=0))
         out = torch.where(writer > 0, picked, torch.zeros_like(picked))
-        return out.reshape(n, c, self.size[0], self.size[1])
+        return out.reshape(n, c, height, width)
 
 
 class Swish(nn.Module):

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 from torch import nn
 
-from protodef.errors import UnsupportedError
+from protodef.errors import GraphError, ProtodefError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .registry import Constructor, Step, TorchContext, converter_for
+from .sizes import TorchSizes
 
 # Names generated code must keep meaning what they mean (forward's locals and the file's globals).
 _GLOBALS = {"self", "torch", "nn", "F", "math", "operator", "List", "Optional", "Tuple", "fx_pytree", "pytree"}
@@ -88,11 +89,15 @@ class GraphBuilder:
         self.modules = Names(_module_reserved())
         self.arguments = Names(_argument_reserved())
         self.values: dict[Value, fx.Node] = {}
+        self.sizes = TorchSizes(net, self.graph, self.values)   # symbolic sizes, computed at run time
         self.lowering = Lowering(module=None)     # type: ignore[arg-type]  (set once the graph is complete)
 
     def add(self, layer: Layer) -> None:
         inputs = [self.values[v] for v in layer.inputs]
-        lowered = converter_for(layer)(layer, self.ctx)
+        try:
+            lowered = converter_for(layer)(layer, self.ctx)
+        except ProtodefError as error:
+            raise error.at(layer.where, layer) from None
         self.values.update(zip(layer.outputs, self.emit(layer, lowered, inputs)))
 
     def emit(self, layer: Layer, lowered, inputs: list[fx.Node]) -> list[fx.Node]:
@@ -129,6 +134,7 @@ class GraphBuilder:
         return target
 
     def call(self, op: str, step: Step, inputs: list[fx.Node], name: str | None) -> fx.Node:
+        step = dataclasses.replace(step, args=self.sizes.resolve(step.args), kwargs=self.sizes.resolve(step.kwargs))
         if not step.pairwise:
             args = ([*inputs], *step.args) if step.packed else (*inputs, *step.args)
             return self.graph.create_node(op, step.target, args, dict(step.kwargs), name=name)

@@ -14,9 +14,11 @@ from torch import nn
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
+from protodef.sizes import needs_fixed_error
+from protodef.symbolic import INF, bounds, is_static, maximum, names_in
 
-from . import census_modules, modules
-from .registry import TorchContext, torch_converter
+from . import census_modules, dynamic_modules, modules
+from .registry import Step, TorchContext, torch_converter
 
 
 @torch_converter("Pooling")
@@ -29,6 +31,8 @@ def pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
     if p.is_global and not p.with_mask:
         # Shape-flexible and the same arithmetic: the max, or the sum over H * W divided by H * W.
         return ctx.module(nn.AdaptiveMaxPool2d if p.method == "MAX" else nn.AdaptiveAvgPool2d, 1)
+    if not is_static(x):
+        return symbolic_pooling(layer, ctx)
     fits = torch_pooled_size(p, x) == tuple(out[2:])
     if p.with_mask:
         if not fits:
@@ -49,6 +53,29 @@ def pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
                                    expected="windows that start inside the input", found=f"window at {o - 1}")
     cls = modules.CaffeMaxPool2d if p.method == "MAX" else modules.CaffeAvgPool2d
     return ctx.module(cls, list(p.kernel), list(p.stride), list(p.pad), list(x[2:]), list(out[2:]))
+
+
+def symbolic_pooling(layer: Layer, ctx: TorchContext) -> Step:
+    """Sizes known only at run time: the input is padded as far as Caffe's windows reach at any size, pooled
+    without rounding, and Caffe's count of windows kept, computed in the graph from the IR's sizes. torch's
+    own ceil mode, or padding that depends on the size, would branch on it: guards for torch.export."""
+    p = layer.params
+    x = ctx.input_shape(layer)
+    if p.method == "STOCHASTIC":
+        raise needs_fixed_error(names_in(x), "STOCHASTIC pooling")
+    out = p.output_shape(x)[2:]
+    reach = [maximum(0, (o - 1) * s + k - size - pad) for size, o, k, s, pad in zip(x[2:], out, p.kernel, p.stride,
+                                                                                     p.pad)]
+    end_padding = [bounds(end)[1] for end in reach]
+    if INF in end_padding:
+        raise needs_fixed_error(names_in(x), "pooling whose last window can reach arbitrarily far")
+    if p.method == "MAX":
+        module = ctx.module(dynamic_modules.PaddedMaxPool2d, list(p.kernel), list(p.stride), list(p.pad),
+                            end_padding, p.with_mask)
+    else:
+        module = ctx.module(dynamic_modules.PaddedAvgPool2d, list(p.kernel), list(p.stride), list(p.pad),
+                            end_padding)
+    return Step(module, tuple(out))
 
 
 def torch_pooled_size(p, x: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -89,6 +89,7 @@ class TorchContext:
     def module(self, cls: type, *args: Any, **kwargs: Any) -> nn.Module:
         """`cls(*args, **kwargs)`, remembered so that the generated source makes the same module."""
         args, kwargs = _plain(args), _plain(kwargs)
+        _refuse_symbolic(cls, args, kwargs)
         if cls.__module__.startswith("torch.nn"):
             args, kwargs = _tidy_torch_arguments(cls, args, kwargs)
         else:
@@ -137,6 +138,16 @@ def blobs(layer: Layer, count: int) -> tuple[np.ndarray, ...]:
         raise WeightsError("the layer has no weights to convert (read the net with a caffemodel or fillers)",
                            where=layer.where, layer=layer, expected=f"{count} blob(s)", found=len(layer.weights))
     return layer.weights[:count]
+
+
+def _refuse_symbolic(cls: type, args: tuple, kwargs: dict) -> None:
+    """A module is made once, so its sizes must be numbers; one that depends on a symbolic size is an error
+    naming that size (the driver adds the layer)."""
+    from protodef.sizes import needs_fixed_error
+    from protodef.symbolic import names_in
+    names = names_in(list(args) + list(kwargs.values()))
+    if names:
+        raise needs_fixed_error(names, f"its PyTorch module ({cls.__name__}) is made for fixed sizes and")
 
 
 def _plain(value: Any) -> Any:

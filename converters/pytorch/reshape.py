@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from protodef.ir import Layer
+from protodef.symbolic import is_static
 
-from . import census_modules, modules
+from . import census_modules, dynamic_modules, modules
 from .registry import Lowered, Step, TorchContext, torch_converter
 
 
@@ -46,6 +47,8 @@ def reshape(layer: Layer, ctx: TorchContext) -> Step:
 @torch_converter("Crop")
 def crop(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
+    if not is_static(ctx.input_shape(layer)):
+        return ctx.module(dynamic_modules.SelectedCrop, p.axis, list(p.offsets))
     return ctx.module(modules.Crop, p.axis, list(p.offsets))
 
 

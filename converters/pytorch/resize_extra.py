@@ -1,7 +1,10 @@
 """Resizing layers from the forks: Interp, Upsample and Accum."""
 from __future__ import annotations
 
+import torch.nn.functional as F
+
 from protodef.ir import Layer
+from protodef.symbolic import is_static
 from protodef.layers.resize import Accum, Interp, Upsample
 
 from . import longtail_modules as modules
@@ -12,7 +15,18 @@ from .registry import Lowered, Step, TorchContext, torch_converter, with_weights
 @torch_converter("Interp")
 def interp(layer: Layer, ctx: TorchContext) -> Lowered:
     p: Interp = layer.params
+    x = ctx.input_shape(layer)
+    if not (is_static(x) and is_static(p.size)):
+        return symbolic_interp(p, x)
     return ctx.module(modules.AlignedResize, list(p.size), list(p.crop))
+
+
+def symbolic_interp(p: Interp, x: tuple) -> list[Step]:
+    """AlignedResize's steps where the sizes are symbolic: crop, then bilinear with aligned corners (equal to
+    the forks' interp.cpp, and the identity at the same size)."""
+    begin, end = p.crop
+    steps = [Step("narrow", (axis, begin, x[axis] - begin - end)) for axis in (2, 3) if begin or end]
+    return steps + [Step(F.interpolate, kwargs={"size": list(p.size), "mode": "bilinear", "align_corners": True})]
 
 
 @torch_converter("Accum")
@@ -24,6 +38,9 @@ def accum(layer: Layer, ctx: TorchContext) -> Lowered:
 @torch_converter("Upsample")
 def upsample(layer: Layer, ctx: TorchContext) -> Lowered:
     p: Upsample = layer.params
+    if p.unpool and not is_static(p.size):
+        # SegNet's unpooling at a size known at run time: the same module, its size given with the inputs.
+        return Step(ctx.module(modules.MaxUnpool, [0, 0]), (*p.size,))
     if p.unpool:
         return ctx.module(modules.MaxUnpool, list(p.size))
     if p.scale == 1:

@@ -12,6 +12,8 @@ from protodef.errors import OutputError, UnsupportedError
 from protodef.ir import Net
 from protodef.write import atomic_open, atomic_write
 
+from protodef.symbolic import is_static
+
 from .codegen import python_source
 from .lower import Lowering
 
@@ -46,6 +48,8 @@ def export_program(lowering: Lowering, net: Net, *, dynamic_batch: bool = True) 
     input whose batch matches the first input's is one symbolic size; a net that fixes its batch (a Reshape
     to a constant shape, a layer working across axis 0) is exported at the IR's batch instead."""
     module = lowering.module
+    if not all(is_static(net.shape(i.value)) for i in net.inputs):
+        return _export_symbolic(module, net)
     shapes = [tuple(net.shape(i.value)) for i in net.inputs]
     dtype = next((p.dtype for p in module.parameters()), torch.float32)   # float16 after --fp16
     if dynamic_batch and shapes and shapes[0]:
@@ -62,3 +66,19 @@ def export_program(lowering: Lowering, net: Net, *, dynamic_batch: bool = True) 
     except Exception as error:  # noqa: BLE001
         raise UnsupportedError(f"torch.export failed: {type(error).__name__}: {str(error).splitlines()[0]}",
                                where=net.source) from error
+
+
+def _export_symbolic(module: torch.nn.Module, net: Net) -> torch.export.ExportedProgram:
+    """A net built with named sizes: one torch.export.Dim per name, from the smallest size the net accepts."""
+    from .sizes import export_inputs
+
+    examples, dims = export_inputs(net, list(module.input_names))
+    try:
+        return torch.export.export(module, examples, dynamic_shapes=dims)
+    except Exception as error:  # noqa: BLE001  (torch raises several kinds for sizes the net constrains)
+        text = str(error).strip()
+        fixes = text.split("Suggested fixes:", 1)[1].strip().splitlines() if "Suggested fixes:" in text else []
+        hint = f" (torch suggests: {'; '.join(line.strip() for line in fixes[:4])})" if fixes else ""
+        raise UnsupportedError(f"torch.export with symbolic sizes failed: {type(error).__name__}: "
+                               f"{text.splitlines()[0]}{hint}; the net may hold only for some sizes (Caffe's "
+                               "shapes must agree where layers meet)", where=net.source) from error

@@ -9,6 +9,7 @@ from caffe_proto import caffe_pb2
 
 from ..errors import SchemaError, ShapeError
 from ..ir import Shape
+from ..symbolic import definitely
 
 
 # Caffe's Blob::Reshape refuses a blob of more than INT_MAX elements ("blob size exceeds INT_MAX").
@@ -96,15 +97,21 @@ def spatial(values: Any, single: Any, h: Any, w: Any, *, default: int, n: int, w
 
 
 def positive(value: int, *, what: str) -> int:
-    if value <= 0:
+    """`value`, refused where it is zero or negative (a symbolic size: for every value of its names)."""
+    if definitely(value <= 0):
         raise ShapeError(f"{what} must be positive", expected="> 0", found=value)
     return value
+
+
+def differ(a: Shape, b: Shape) -> bool:
+    """Whether two shapes differ for every value of the sizes they name (only then is it an error)."""
+    return len(a) != len(b) or any(definitely(x != y) for x, y in zip(a, b))
 
 
 def same_shapes(inputs: tuple[Shape, ...], *, what: str) -> Shape:
     first = inputs[0]
     for index, shape in enumerate(inputs[1:], start=1):
-        if shape != first:
+        if differ(shape, first):
             raise ShapeError(f"{what}: input {index} has a different shape from input 0", expected=first,
                              found=shape)
     return first

@@ -1,7 +1,8 @@
 """Data family: Input and the data layers. Their outputs become the net's inputs.
 
-A shape that the prototxt cannot tell (channels stored in a database, an HDF5 file's layout) is None;
-the user supplies it with --input-shape, and the error says so.
+A size that the prototxt cannot tell (channels stored in a database, the images' size) is None inside the
+shape; a whole shape is None where not even the number of axes is told (an HDF5 file's layout). The user
+supplies them with --input-shape, and the error says so; `info` and `draw` show them as named sizes.
 """
 from __future__ import annotations
 
@@ -55,12 +56,23 @@ class Input(DataSource):
         return cls(_per_top(lp, shapes, "input_param.shape"))
 
 
+def _transformed(lp: Any, batch: int, channels: int | None = None) -> tuple:
+    """Caffe's DataTransformer::InferBlobShape: crop_size fixes height and width; one mean_value per channel
+    fixes the channels (a single one applies to every channel, so it tells nothing)."""
+    t = lp.transform_param
+    if channels is None and len(t.mean_value) > 1:
+        channels = len(t.mean_value)
+    side = t.crop_size or None
+    return (batch, channels, side, side)
+
+
 class Data(DataSource):
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple) -> "Data":
         batch = lp.data_param.batch_size or 1
         label = ((batch,),) if len(lp.top) > 1 else ()
-        return cls((None, *label), "the number of channels and the image size come from its database")
+        return cls((_transformed(lp, batch), *label), "the number of channels and the image size come from its "
+                   "database")
 
 
 class AnnotatedData(DataSource):
@@ -68,10 +80,11 @@ class AnnotatedData(DataSource):
     def from_proto(cls, lp: Any, inputs: tuple) -> "AnnotatedData":
         batch = lp.data_param.batch_size or 1
         resize = getattr(lp.transform_param, "resize_param", None)
-        rest = (None,) * (len(lp.top) - 1)
+        # The labels: one row of 8 numbers per ground-truth box in the batch (annotated_data_layer.cpp).
+        rest = ((1, 1, None, 8),) + (None,) * (len(lp.top) - 2) if len(lp.top) > 1 else ()
         if resize is not None and resize.height and resize.width:
             return cls(((batch, 3, resize.height, resize.width), *rest), "its labels' size depends on the data")
-        return cls((None, *rest), "the image size comes from its database")
+        return cls((_transformed(lp, batch), *rest), "the image size comes from its database")
 
 
 class ImageData(DataSource):
@@ -85,7 +98,8 @@ class ImageData(DataSource):
             return cls(((batch, channels, crop, crop), *label))
         if p.new_height and p.new_width:
             return cls(((batch, channels, p.new_height, p.new_width), *label))
-        return cls((None, *label), "the image size comes from the images (no new_height/new_width or crop)")
+        return cls(((batch, channels, None, None), *label),
+                   "the image size comes from the images (no new_height/new_width or crop)")
 
 
 class DenseImageData(DataSource):
@@ -96,9 +110,22 @@ class DenseImageData(DataSource):
         crop_h = getattr(p, "crop_height", 0) or _crop(lp)
         crop_w = getattr(p, "crop_width", 0) or _crop(lp)
         h, w = (crop_h, crop_w) if crop_h and crop_w else (p.new_height, p.new_width)
-        if h and w:
-            return cls(((batch, channels, h, w), *(((batch, 1, h, w),) if len(lp.top) > 1 else ())))
-        return cls((None,) * len(lp.top), "the image size comes from the images")
+        h, w = h or None, w or None
+        return cls(((batch, channels, h, w), *(((batch, 1, h, w),) if len(lp.top) > 1 else ())),
+                   "the image size comes from the images")
+
+
+class ImageLabelmapData(DataSource):
+    """HED's images with their edge maps (image_labelmap_data_layer.cpp): (batch, 3 or 1, H, W) and
+    (batch, 1, H, W), from image_data_param."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple) -> "ImageLabelmapData":
+        p = lp.image_data_param
+        batch, channels = p.batch_size or 1, 3 if p.is_color else 1
+        h, w = (p.new_height, p.new_width) if p.new_height and p.new_width else (None, None)
+        label = ((batch, 1, h, w),) if len(lp.top) > 1 else ()
+        return cls(((batch, channels, h, w), *label), "the image size comes from the images")
 
 
 class MemoryData(DataSource):
@@ -108,7 +135,7 @@ class MemoryData(DataSource):
         data = (p.batch_size, p.channels, p.height, p.width)
         label = ((p.batch_size, 1, 1, 1),) if len(lp.top) > 1 else ()
         if 0 in data:
-            return cls((None, *label), "memory_data_param leaves a dimension at 0")
+            return cls((tuple(d or None for d in data), *label), "memory_data_param leaves a dimension at 0")
         return cls((data, *label))
 
 
@@ -121,7 +148,7 @@ class WindowData(DataSource):
         label = ((batch,),) if len(lp.top) > 1 else ()
         if crop:
             return cls(((batch, 3, crop, crop), *label))
-        return cls((None, *label), "window_data_param gives no crop_size")
+        return cls(((batch, 3, None, None), *label), "window_data_param gives no crop_size")
 
 
 class HDF5Data(DataSource):
@@ -147,7 +174,7 @@ _DATA = {"Input": Input, "Data": Data, "ImageData": ImageData, "MemoryData": Mem
          "DummyData": DummyData, "WindowData": WindowData}
 _FORK_DATA = {"AnnotatedData": (AnnotatedData, "SSD fork (weiliu89)"),
               "DenseImageData": (DenseImageData, "SegNet fork (alexgkendall)"),
-              "ImageLabelmapData": (HDF5Data, "HED fork (s9xie)")}
+              "ImageLabelmapData": (ImageLabelmapData, "HED fork (s9xie)")}
 
 for _type, _cls in _DATA.items():
     layer(_type, family="data", inputs=(0, 0), outputs=(1, None), produces_input=True)(_cls)

@@ -112,8 +112,9 @@ class Recurrent:
     def output_weight_shapes(self) -> list[Shape]:
         return []
 
-    def macs(self, x: Shape, *others: Shape) -> int:
+    def macs(self, inputs: list[Shape], outputs: list[Shape]) -> int:
         """Input and recurrent products at every step, the static input's once, the RNN's output layer."""
+        x = inputs[0]
         width = self.GATES * self.hidden
         steps = x[0] * x[1] * width * (self.in_features + self.hidden)
         outputs = sum(count(shape) for shape in self.output_weight_shapes()[:1]) * x[0] * x[1]

@@ -339,6 +339,9 @@ layer("Accuracy", family="loss", inputs=(2, 2), outputs=(0, 2), training_only=Tr
       honoured=("top_k", "axis", "ignore_label"))(Accuracy)
 layer("MultiBoxLoss", family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False,
       source="SSD fork (weiliu89)", loss_layer=True)(TrainingOnly)
+# Scores detections against ground truth (SSD's detection_evaluate_layer.cpp): a deploy view drops it.
+layer("DetectionEvaluate", family="loss", inputs=(1, None), outputs=(0, 2), training_only=True, in_place_ok=False,
+      source="SSD fork (weiliu89)")(TrainingOnly)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
+from ..symbolic import definitely
 from .common import canonical_axis, enum_name, reject_unhonoured, same_shapes
 from .registry import Shape, layer
 
@@ -50,7 +51,8 @@ class Concat:
     def infer(self, *inputs: Shape) -> Shape:
         first = inputs[0]
         for index, shape in enumerate(inputs[1:], start=1):
-            if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(first, shape)) if i != self.axis):
+            if len(shape) != len(first) or any(definitely(a != b) for i, (a, b) in enumerate(zip(first, shape))
+                                               if i != self.axis):
                 raise ShapeError(f"Concat input {index} differs from input 0 off the concat axis {self.axis}",
                                  expected=first, found=shape)
         return (*first[:self.axis], sum(s[self.axis] for s in inputs), *first[self.axis + 1:])

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
-from .common import blob_shape, canonical_axis, count, enum_name, positive, reject_unhonoured
+from ..symbolic import definitely
+from .common import blob_shape, canonical_axis, count, differ, enum_name, positive, reject_unhonoured
 from .registry import OpenCVDifference, Shape, layer
 
 
@@ -141,10 +142,10 @@ class Axpy:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Axpy":
         a, x, y = inputs
-        if len(x) < 2 or len(a) < 2 or a[:2] != x[:2] or count(a) != count(x, 0, 2):
+        if len(x) < 2 or len(a) < 2 or differ(a[:2], x[:2]) or definitely(count(a) != count(x, 0, 2)):
             raise ShapeError("Axpy's first input must be (N, C) or (N, C, 1, 1) of its second input's N and C",
                              expected=x[:2], found=a)
-        if x != y:
+        if differ(x, y):
             raise ShapeError("Axpy's second and third inputs must have the same shape", expected=x, found=y)
         return cls()
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
+from ..symbolic import ceildiv, minimum
 from .common import enum_name, positive, reject_unhonoured, spatial
 from .registry import Shape, layer
 
@@ -77,9 +78,12 @@ class Pooling:
 
 def _pooled(size: int, k: int, s: int, p: int, clip: bool, ceil_mode: bool) -> int:
     span = size + 2 * p - k
-    out = (-(-span // s) if ceil_mode else span // s) + 1    # Caffe rounds up by default...
-    if clip and (out - 1) * s >= size + p:                    # ...but drops a window starting in the padding
-        out -= 1
+    out = (ceildiv(span, s) if ceil_mode else span // s) + 1    # Caffe rounds up by default...
+    if clip:
+        # ...but drops the last window if it starts in the padding, (out - 1) * s >= size + p. Since pad <
+        # kernel, only the last can, so this keeps the windows that start inside: there are ceil((size + p) / s)
+        # (a form that stays simple where the size is symbolic).
+        out = minimum(out, ceildiv(size + p, s))
     return positive(out, what="pooled size")
 
 

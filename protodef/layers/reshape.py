@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
+from ..symbolic import Condition, UndecidedSize, definitely
 from .common import blob_shape, canonical_axis, count, reject_unhonoured
 from .registry import Shape, layer
 
@@ -44,7 +45,7 @@ class Slice:
                 raise SchemaError("Slice needs one slice_point fewer than it has outputs", expected=parts - 1,
                                   found=len(p.slice_point))
             points = (0, *p.slice_point, length)
-            if any(b <= a for a, b in zip(points, points[1:])):
+            if any(definitely(b <= a) for a, b in zip(points, points[1:])):
                 raise ShapeError("slice points must increase strictly within the axis", expected=f"0 < ... < {length}",
                                  found=tuple(p.slice_point))
         else:
@@ -116,16 +117,26 @@ class Reshape:
             else:
                 middle.append(d)
         head, tail = x[:self.axis], x[self.axis + self.num_axes:]
-        if -1 in middle:
-            known = count(head) * count(tail) * count(tuple(d for d in middle if d != -1))
-            if known == 0 or count(x) % known:
+        if -1 in self.dims:
+            inferred = self.dims.index(-1)
+            known = count(head) * count(tail) * count(tuple(d for i, d in enumerate(middle) if i != inferred))
+            divides = known != 0 and _holds(count(x) % known == 0, "the -1 dimension's size")
+            if not divides:
                 raise ShapeError("reshape cannot infer the -1 dimension", expected=f"a divisor of {count(x)}",
                                  found=known)
-            middle[middle.index(-1)] = count(x) // known
+            middle[inferred] = count(x) // known
         out = (*head, *middle, *tail)
-        if count(out) != count(x):
+        if not _holds(count(out) == count(x), "a reshape to fixed dims"):
             raise ShapeError("reshape changes the number of elements", expected=count(x), found=out)
         return out
+
+
+def _holds(answer: "bool | Condition", what: str) -> bool:
+    """A comparison's answer; where it depends on symbolic sizes, an error asking for them fixed (a reshape
+    that holds for some sizes only is wrong at the others)."""
+    if isinstance(answer, Condition):
+        raise UndecidedSize(f"{what} is right only for some sizes ({answer})", answer.names())
+    return bool(answer)
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,7 @@ class Crop:
             raise SchemaError(f"crop_param.offset must have 0, 1 or {n} values", found=len(offsets))
         offsets = offsets * n if len(offsets) == 1 else (offsets or [0] * n)
         for i, offset in enumerate(offsets):
-            if offset + reference[axis + i] > x[axis + i]:
+            if definitely(offset + reference[axis + i] > x[axis + i]):
                 raise ShapeError(f"crop on axis {axis + i} runs past the input", expected=f"<= {x[axis + i]}",
                                  found=offset + reference[axis + i])
         return cls(axis, tuple(offsets))

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SchemaError, ShapeError
-from .common import reject_unhonoured
-from .common import enum_name
+from ..symbolic import definitely
+from .common import differ, enum_name, reject_unhonoured
 from .registry import Shape, layer
 
 _INTERP_FIELDS = ("height", "width", "zoom_factor", "shrink_factor", "pad_beg", "pad_end")
@@ -36,11 +36,11 @@ class Interp:
             raise SchemaError("Interp only crops: pad_beg and pad_end must be 0 or negative", expected="<= 0",
                               found=(p.pad_beg, p.pad_end))
         height_in, width_in = (d + p.pad_beg + p.pad_end for d in x[2:])
-        if height_in <= 0 or width_in <= 0:
+        if definitely(height_in <= 0) or definitely(width_in <= 0):
             raise ShapeError("Interp crops the whole input away", expected="H + pad_beg + pad_end > 0",
                              found=(height_in, width_in))
         size = _interp_size(p, height_in, width_in)
-        if min(size) <= 0:
+        if any(definitely(d <= 0) for d in size):
             raise ShapeError("Interp output size must be positive", found=size)
         return cls(size, (-p.pad_beg, -p.pad_end))
 
@@ -99,7 +99,7 @@ class Upsample:
         if len(inputs) == 1:
             return cls._nearest(p, inputs[0])
         x, mask = inputs
-        if len(x) != 4 or mask != x:
+        if len(x) != 4 or differ(mask, x):
             raise ShapeError("Upsample's mask input must have the 4-D shape of its first input", expected=x,
                              found=mask)
         if p.HasField("upsample_h") != p.HasField("upsample_w"):

@@ -9,7 +9,6 @@ from ..errors import ProtodefError, UnsupportedError
 from ..ir import Layer, Net
 from .batchnorm_scale_to_affine import batchnorm_scale_to_affine
 from .fold_affine_into_producer import fold_affine_into_producer
-from .name_automatic_loss_tops import name_automatic_loss_tops
 from .remove_dropout import remove_dropout
 from .remove_split import remove_split
 from .remove_training_layers import remove_training_layers
@@ -19,7 +18,7 @@ Pass = Callable[[Net], Net]
 CLEANUP: tuple[Pass, ...] = (remove_training_layers, remove_split, remove_dropout)
 FOLDING: tuple[Pass, ...] = (batchnorm_scale_to_affine, fold_affine_into_producer)
 # A TRAIN-phase net keeps its losses, Dropouts and BatchNorms: training needs them as Caffe runs them.
-TRAINING: tuple[Pass, ...] = (remove_split, name_automatic_loss_tops)
+TRAINING: tuple[Pass, ...] = (remove_split,)
 
 FOLDING_REFUSED = ("folding BatchNorm is a deploy transformation: a TRAIN-phase module keeps Caffe's BatchNorm, "
                    "whose statistics training updates (load with fold=False)")
@@ -111,7 +110,7 @@ def run_pipeline(net: Net, *, fold: bool = True, training: bool = False, passes:
                  ) -> tuple[Net, PassReport]:
     """The one lowering driver: run the passes in order (by default remove_training_layers, remove_split,
     remove_dropout, then when `fold` batchnorm_scale_to_affine and fold_affine_into_producer; for `training`,
-    remove_split and name_automatic_loss_tops); returns the net as every backend takes it (its `pass_report`
+    remove_split alone); returns the net as every backend takes it (its `pass_report`
     set) and the report."""
     if training and fold:
         raise UnsupportedError(FOLDING_REFUSED, where=net.source)
