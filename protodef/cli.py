@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import warnings
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import ERROR_KINDS, DependencyError, ProtodefError, UsageError
@@ -174,8 +173,9 @@ def _opset(text: str) -> int:
         opset = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
-    from converters.onnx.lower import MIN_OPSET
     import onnx
+
+    from converters.onnx.lower import MIN_OPSET
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise argparse.ArgumentTypeError(f"expected {MIN_OPSET} to {newest}, found {opset}")

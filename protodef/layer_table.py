@@ -50,14 +50,19 @@ def render() -> str:
         "Accuracy) are dropped by the `remove_training_layers` pass with a note, and computed by a TRAIN-phase",
         "PyTorch lowering (`protodef.load(..., phase=\"train\")`) where the table says *TRAIN phase*.",
         "",
-        "| type | family | source | shape | ONNX | PyTorch | parameters |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "Each type's spec, ONNX converter and PyTorch converter live in the module of its family, the same name in",
+        "`protodef/layers/`, `converters/onnx/` and `converters/pytorch/` (*family* below; a test checks it).",
+        "",
+        "| type | family | source | ONNX | PyTorch | parameters |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
+    aliases = LAYER_SPECS.aliases()
     for name in sorted(LAYER_SPECS, key=lambda t: (LAYER_SPECS[t].family, t)):
         spec = LAYER_SPECS[name]
         if spec.plugin:
             continue
-        lines.append(f"| {name} | {spec.family} | {spec.source} | yes | {_support(spec, onnx)} | "
+        spelled = ", ".join([name] + [alias for alias, target in aliases.items() if target == name])
+        lines.append(f"| {spelled} | {spec.family} | {spec.source} | {_support(spec, onnx)} | "
                      f"{_support(spec, torch)} | {_parameters(spec)} |")
     return "\n".join(lines) + "\n\n" + render_census()
 

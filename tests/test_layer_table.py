@@ -16,3 +16,30 @@ def test_every_layer_type_has_an_onnx_converter_or_is_removed_before_lowering():
     missing = [t for t, spec in LAYER_SPECS.items()
                if not (spec.produces_input or spec.training_only or spec.plugin) and t not in registry.ONNX_CONVERTERS]
     assert missing == []
+
+
+def test_each_type_is_defined_and_converted_in_its_family_module():
+    """A spec, its ONNX converter and its PyTorch converter sit in same-named modules: the type's family."""
+    from converters.onnx.registry import ONNX_CONVERTERS
+    from converters.pytorch.registry import TORCH_CONVERTERS
+    misplaced = []
+    for name, spec in LAYER_SPECS.items():
+        if spec.plugin:
+            continue
+        places = {"spec": spec.params.__module__}
+        for backend, table in (("onnx", ONNX_CONVERTERS), ("pytorch", TORCH_CONVERTERS)):
+            if table.get(name) is not None:
+                places[backend] = table.get(name).__module__
+        wrong = {what: module for what, module in places.items() if module.rsplit(".", 1)[1] != spec.family}
+        if wrong:
+            misplaced.append((name, spec.family, wrong))
+    assert misplaced == []
+
+
+def test_every_family_is_one_module_in_each_package():
+    from protodef.layers.registry import FAMILIES
+    for package in ("protodef/layers", "converters/onnx", "converters/pytorch"):
+        families = {path.stem for path in (REPO / package).glob("*.py")} & set(FAMILIES)
+        used = {spec.family for _, spec in LAYER_SPECS.items() if not spec.plugin}
+        assert used - {"data", "loss"} <= families, package
+    assert not [p for p in REPO.glob("**/*_extra.py") if ".venv" not in p.parts]

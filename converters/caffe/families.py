@@ -1,2 +1,14 @@
 """Importing this module registers every ONNX -> Caffe converter (one module per op family)."""
-from . import activation, arith, conv, dense, norm, pad, pool, reduce, reshape, resize, softmax  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    arith,
+    conv,
+    dense,
+    norm,
+    pad,
+    pool,
+    reduce,
+    reshape,
+    resize,
+    softmax,
+)

@@ -14,8 +14,14 @@ from .arith import constant_run, scale_layer
 from .conv import cropped
 from .pad import padded_input
 from .registry import CaffeLayer, ExportContext, attributes, caffe_converter
-from .windows import (Windows, auto_pads, caffe_average_divisors, onnx_average_divisors, onnx_pool_count,
-                      pooling_plans)
+from .windows import (
+    Windows,
+    auto_pads,
+    caffe_average_divisors,
+    onnx_average_divisors,
+    onnx_pool_count,
+    pooling_plans,
+)
 
 LOWEST_FLOAT = float(np.finfo(np.float32).min)
 _METHOD = {"MaxPool": "MAX", "AveragePool": "AVE", "GlobalMaxPool": "MAX", "GlobalAveragePool": "AVE"}

@@ -16,7 +16,14 @@ from protodef.write import atomic_write
 from . import labels
 from .blocks import Block, Run, Stage, Structure, find_blocks
 from .stacks import StackGraph, stack_layers
-from .style import BLOCK_ATTRS, EDGE_ATTRS, GRAPH_ATTRS, NODE_ATTRS, STAGE_ATTRS, title_label
+from .style import (
+    BLOCK_ATTRS,
+    EDGE_ATTRS,
+    GRAPH_ATTRS,
+    NODE_ATTRS,
+    STAGE_ATTRS,
+    title_label,
+)
 
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install graphviz (Debian/Ubuntu: apt-get install graphviz)"

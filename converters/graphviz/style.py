@@ -30,6 +30,7 @@ FAMILY_STYLES: dict[str, FamilyStyle] = {
     "softmax": FamilyStyle("softmax / loss", "#F1B6DA", "#C51B7D"),
     "loss": FamilyStyle("softmax / loss", "#F1B6DA", "#C51B7D"),
     "reshape": FamilyStyle("reshape", "#E5D8BD", "#8C6D31"),
+    "resize": FamilyStyle("resize", "#D9D9F3", "#5B5BA8"),
     "detection": FamilyStyle("detection", "#B3E2CD", "#1B9E77"),
     "misc": FamilyStyle("other", "#FFFFFF", "#8C8C8C"),
 }

@@ -6,8 +6,7 @@ import onnx
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
-from protodef.layers.conv import Convolution
-from protodef.layers.conv import Im2col
+from protodef.layers.conv import Convolution, Im2col
 
 from .registry import OnnxContext, onnx_converter
 

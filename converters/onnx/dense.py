@@ -6,8 +6,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from protodef.ir import Layer
-from protodef.layers.dense import InnerProduct
-from protodef.layers.dense import LSTM, Recurrent
+from protodef.layers.dense import LSTM, Embed, InnerProduct, Recurrent
 
 from .emitter import Emitter
 from .registry import OnnxContext, onnx_converter
@@ -109,3 +108,18 @@ def _recurrent_step(layer: Layer, ctx: OnnxContext, p: Recurrent, weights: list[
         [*(helper.make_tensor_value_info(v, float_type, [None, p.hidden]) for v in new_states),
          helper.make_tensor_value_info(output, float_type, [None, p.hidden])])
     return graph
+
+
+@onnx_converter("Embed")
+def embed(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Rows of the (input_dim, num_output) weight picked by the input values cast to integers (Caffe's
+    static_cast<int> truncates, as Cast does), plus the bias."""
+    p: Embed = layer.params
+    indices, picked = ctx.tensor(layer, "indices"), ctx.tensor(layer, "rows")
+    output = ctx.value(layer.outputs[0])
+    nodes = [ctx.node("Cast", [ctx.value(layer.inputs[0])], [indices], layer, "indices", to=onnx.TensorProto.INT64),
+             ctx.node("Gather", [ctx.initializer(layer, "weight"), indices], [picked if p.bias_term else output],
+                      layer, axis=0)]
+    if p.bias_term:
+        nodes.append(ctx.node("Add", [picked, ctx.initializer(layer, "bias")], [output], layer, "bias"))
+    return nodes

@@ -16,8 +16,15 @@ from onnx import numpy_helper
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
-from protodef.layers.detection import (DetectionOutput, Normalize, Permute, PriorBox, Reorg, YoloDetectionOutput,
-                                       Yolov3DetectionOutput)
+from protodef.layers.detection import (
+    DetectionOutput,
+    Normalize,
+    Permute,
+    PriorBox,
+    Reorg,
+    YoloDetectionOutput,
+    Yolov3DetectionOutput,
+)
 
 from .registry import OnnxContext, onnx_converter
 

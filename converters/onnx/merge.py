@@ -62,3 +62,17 @@ def concat(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 def spatial_product(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     """(N, C, H, W) times (N, 1, H, W): broadcasting over channels."""
     return [ctx.node("Mul", [ctx.value(v) for v in layer.inputs], [ctx.value(layer.outputs[0])], layer)]
+
+
+@onnx_converter("Axpy")
+def axpy(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """a * x + y, a holding one factor per (n, c)."""
+    a_shape, x = ctx.input_shape(layer, 0), ctx.input_shape(layer, 1)
+    factor = ctx.value(layer.inputs[0])
+    nodes = []
+    broadcast = (*x[:2], *(1,) * (len(x) - 2))
+    if a_shape != broadcast:
+        nodes, factor = ctx.reshape(layer, "factor", factor, broadcast)
+    scaled = ctx.tensor(layer, "scaled")
+    return nodes + [ctx.node("Mul", [factor, ctx.value(layer.inputs[1])], [scaled], layer, "scale"),
+                    ctx.node("Add", [scaled, ctx.value(layer.inputs[2])], [ctx.value(layer.outputs[0])], layer)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import onnx
 
 from protodef.ir import Layer
-from protodef.layers.reshape import Crop, Flatten, Reshape, Slice
+from protodef.layers.common import count
+from protodef.layers.reshape import Crop, Flatten, Reshape, ShuffleChannel, Slice, Tile
 
 from .registry import OnnxContext, onnx_converter
 
@@ -82,3 +83,26 @@ def batch_reindex(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     indices = ctx.tensor(layer, "indices")
     return [ctx.node("Cast", [ctx.value(layer.inputs[1])], [indices], layer, "indices", to=onnx.TensorProto.INT64),
             ctx.node("Gather", [ctx.value(layer.inputs[0]), indices], [ctx.value(layer.outputs[0])], layer, axis=0)]
+
+
+@onnx_converter("Tile")
+def tile(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    p: Tile = layer.params
+    ctx.require_batch_axis_kept(layer, p.axis, "Tile")
+    repeats = [1] * len(ctx.input_shape(layer))
+    repeats[p.axis] = p.tiles
+    return [ctx.node("Tile", [ctx.value(layer.inputs[0]), ctx.ints(layer, "repeats", repeats)],
+                     [ctx.value(layer.outputs[0])], layer)]
+
+
+@onnx_converter("ShuffleChannel")
+def shuffle_channel(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """Channels viewed as (group, C / group), transposed, flattened back."""
+    p: ShuffleChannel = layer.params
+    x = ctx.input_shape(layer)
+    grid = (x[0], p.group, x[1] // p.group, count(x, 2))
+    nodes, grouped = ctx.reshape(layer, "grouped", ctx.value(layer.inputs[0]), grid)
+    swapped = ctx.tensor(layer, "swapped")
+    nodes.append(ctx.node("Transpose", [grouped], [swapped], layer, "swap", perm=[0, 2, 1, 3]))
+    more, _ = ctx.reshape(layer, "merge", swapped, x, ctx.value(layer.outputs[0]))
+    return nodes + more

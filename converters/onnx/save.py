@@ -17,7 +17,11 @@ import onnx
 from onnx import helper
 
 from protodef.errors import UnsupportedError
-from protodef.weights import _LEN, _key, _varint   # the protobuf wire format, as our caffemodel writer writes it
+from protodef.weights import (  # the protobuf wire format, as our caffemodel writer writes it
+    _LEN,
+    _key,
+    _varint,
+)
 from protodef.write import atomic_open
 
 PROTOBUF_LIMIT = 2 ** 31 - 1   # a serialized protobuf message holds at most 2 GiB

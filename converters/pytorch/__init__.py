@@ -15,6 +15,7 @@ training=True)) gives train.py's module: labels in, losses and metrics out.
 from __future__ import annotations
 
 import os
+
 import torch.fx as fx
 
 from protodef.ir import Net

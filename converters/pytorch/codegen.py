@@ -1,7 +1,7 @@
 """A lowered net as readable Python source: one nn.Module class, modules in __init__ in execution order, a
 straight-line forward with one statement per step, the helper classes it needs copied in, needing only torch.
 
-Helper classes are the nn.Modules defined in this package's module files (modules.py and the families' own):
+Helper classes are the nn.Modules defined in this package's module files (modules/, one file per family):
 each must be self-contained (torch, torch.nn.functional as F, math and typing only, no module-level helpers),
 because its source is copied into the generated file as it is.
 """

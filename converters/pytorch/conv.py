@@ -6,7 +6,7 @@ from torch import nn
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 
-from . import census_modules
+from .modules import conv as modules
 from .registry import TorchContext, blobs, torch_converter, with_weights
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -46,5 +46,5 @@ def _convolution(layer: Layer, ctx: TorchContext, classes: dict[int, type]) -> n
 @torch_converter("Im2col")
 def im2col(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
-    return ctx.module(census_modules.Im2col, p.channels, list(p.kernel), list(p.stride), list(p.pad),
+    return ctx.module(modules.Im2col, p.channels, list(p.kernel), list(p.stride), list(p.pad),
                       list(p.dilation))

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from protodef.ir import Layer
+from protodef.layers.dense import Embed
 
-from . import census_modules
+from .modules import dense as modules
 from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
 
 
@@ -33,7 +34,7 @@ def inner_product(layer: Layer, ctx: TorchContext) -> Lowered:
 def recurrent(layer: Layer, ctx: TorchContext) -> Lowered:
     """Our module for Caffe's unrolled net (torch's nn.LSTM orders the gates differently and has no cont)."""
     p = layer.params
-    module = ctx.module(census_modules.CaffeRecurrent, layer.type == "LSTM", p.in_features, p.hidden,
+    module = ctx.module(modules.CaffeRecurrent, layer.type == "LSTM", p.in_features, p.hidden,
                         p.static_features, p.expose_hidden)
     weights = list(blobs(layer, len(p.weight_shapes())))
     names = ["weight_x", "bias_x"] + (["weight_static"] if p.static_features else []) + ["weight_h"]
@@ -41,3 +42,11 @@ def recurrent(layer: Layer, ctx: TorchContext) -> Lowered:
     with_weights(module, layer, **dict(zip(names, weights)))
     steps = [Step(module, packed=True)]
     return steps if p.expose_hidden else steps + [Step(operator.getitem, (0,))]
+
+
+@torch_converter("Embed")
+def embed(layer: Layer, ctx: TorchContext) -> Lowered:
+    p: Embed = layer.params
+    module = ctx.module(modules.Embed, p.input_dim, p.num_output, p.bias_term)
+    weights = blobs(layer, 2 if p.bias_term else 1)
+    return with_weights(module, layer, weight=weights[0], **({"bias": weights[1]} if p.bias_term else {}))

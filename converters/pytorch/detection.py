@@ -1,15 +1,21 @@
 """Detection layers of the SSD and YOLO forks: Permute and Reorg as tensor steps, the others as the modules
-of detection_modules.py (no torchvision: NMS is Caffe's own loop)."""
+of modules.py (no torchvision: NMS is Caffe's own loop)."""
 from __future__ import annotations
 
 from torch import nn
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
-from protodef.layers.detection import (DetectionOutput, Normalize, PriorBox, Reorg, YoloDetectionOutput,
-                                       Yolov3DetectionOutput)
+from protodef.layers.detection import (
+    DetectionOutput,
+    Normalize,
+    PriorBox,
+    Reorg,
+    YoloDetectionOutput,
+    Yolov3DetectionOutput,
+)
 
-from . import detection_modules as modules
+from .modules import detection as modules
 from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
 
 

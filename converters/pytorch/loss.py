@@ -10,21 +10,21 @@ from torch import nn
 from protodef.errors import WeightsError
 from protodef.ir import Layer
 
-from . import loss_modules
+from .modules import loss as modules
 from .registry import TorchContext, torch_converter, with_weights
 
 
 @torch_converter("SoftmaxWithLoss")
 def softmax_with_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
-    return ctx.module(loss_modules.SoftmaxWithLoss, p.axis, p.normalization, p.ignore_label, p.outputs == 2)
+    return ctx.module(modules.SoftmaxWithLoss, p.axis, p.normalization, p.ignore_label, p.outputs == 2)
 
 
 @torch_converter("InfogainLoss")
 def infogain_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
     labels = ctx.input_shape(layer)[p.axis]
-    module = ctx.module(loss_modules.InfogainLoss, p.axis, p.normalization, p.ignore_label, p.outputs == 2, labels,
+    module = ctx.module(modules.InfogainLoss, p.axis, p.normalization, p.ignore_label, p.outputs == 2, labels,
                         bool(p.source))
     if not p.source:
         return module
@@ -33,38 +33,38 @@ def infogain_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
 
 @torch_converter("SigmoidCrossEntropyLoss")
 def sigmoid_cross_entropy_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(loss_modules.SigmoidCrossEntropyLoss, layer.params.normalization, layer.params.ignore_label)
+    return ctx.module(modules.SigmoidCrossEntropyLoss, layer.params.normalization, layer.params.ignore_label)
 
 
 @torch_converter("EuclideanLoss")
 def euclidean_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(loss_modules.EuclideanLoss)
+    return ctx.module(modules.EuclideanLoss)
 
 
 @torch_converter("HingeLoss")
 def hinge_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(loss_modules.HingeLoss, layer.params.norm)
+    return ctx.module(modules.HingeLoss, layer.params.norm)
 
 
 @torch_converter("ContrastiveLoss")
 def contrastive_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(loss_modules.ContrastiveLoss, layer.params.margin, layer.params.legacy_version)
+    return ctx.module(modules.ContrastiveLoss, layer.params.margin, layer.params.legacy_version)
 
 
 @torch_converter("MultinomialLogisticLoss")
 def multinomial_logistic_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(loss_modules.MultinomialLogisticLoss)
+    return ctx.module(modules.MultinomialLogisticLoss)
 
 
 @torch_converter("SmoothL1Loss")
 def smooth_l1_loss(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(loss_modules.SmoothL1Loss, layer.params.sigma)
+    return ctx.module(modules.SmoothL1Loss, layer.params.sigma)
 
 
 @torch_converter("Accuracy")
 def accuracy(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
-    return ctx.module(loss_modules.Accuracy, p.top_k, p.axis, p.ignore_label, p.outputs == 2)
+    return ctx.module(modules.Accuracy, p.top_k, p.axis, p.ignore_label, p.outputs == 2)
 
 
 def read_infogain_matrix(layer: Layer, net_path: str | None, labels: int) -> np.ndarray:

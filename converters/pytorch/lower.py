@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch.fx as fx
 from torch import nn
 
-from protodef.errors import GraphError, ProtodefError, UnsupportedError
+from protodef.errors import ProtodefError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
 from .registry import Constructor, Step, TorchContext, converter_for

@@ -7,7 +7,7 @@ import torch
 
 from protodef.ir import Layer
 
-from . import modules
+from .modules import merge as modules
 from .registry import Lowered, Step, TorchContext, torch_converter
 
 _PAIRWISE = {"SUM": operator.add, "PROD": operator.mul, "MAX": torch.maximum}
@@ -38,3 +38,8 @@ def concat(layer: Layer, ctx: TorchContext) -> Lowered:
 def spatial_product(layer: Layer, ctx: TorchContext) -> Lowered:
     """(N, C, H, W) * (N, 1, H, W), broadcast over channels."""
     return Step(operator.mul, pairwise=True)
+
+
+@torch_converter("Axpy")
+def axpy(layer: Layer, ctx: TorchContext) -> Lowered:
+    return ctx.module(modules.Axpy)

@@ -7,11 +7,9 @@ import torch
 from torch import nn
 
 from protodef.ir import Layer
-import numpy as np
+from protodef.layers.norm import BN, MVN, NORM_L2_EPS
 
-from protodef.layers.norm import NORM_L2_EPS
-
-from . import census_modules, modules, train_modules
+from .modules import norm as modules
 from .registry import Lowered, Step, TorchContext, blobs, torch_converter, with_weights
 
 
@@ -23,7 +21,7 @@ def batch_norm(layer: Layer, ctx: TorchContext) -> nn.Module:
     phase."""
     p = layer.params
     use_global_stats = p.use_global_stats if p.use_global_stats_set else None
-    module = ctx.module(train_modules.CaffeBatchNorm, p.channels, p.eps, p.moving_average_fraction, use_global_stats)
+    module = ctx.module(modules.CaffeBatchNorm, p.channels, p.eps, p.moving_average_fraction, use_global_stats)
     mean, variance, factor = blobs(layer, 3)
     return with_weights(module, layer, mean=mean, variance=variance, scale_factor=np.asarray(factor).reshape(1))
 
@@ -79,4 +77,31 @@ def channel_norm(layer: Layer, ctx: TorchContext) -> Lowered:
 
 @torch_converter("NormL2")
 def norm_l2(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(census_modules.NormL2, NORM_L2_EPS)
+    return ctx.module(modules.NormL2, NORM_L2_EPS)
+
+
+@torch_converter("MVN")
+def mvn(layer: Layer, ctx: TorchContext) -> Lowered:
+    p: MVN = layer.params
+    return ctx.module(modules.MVN, list(p.axes), p.normalize_variance, p.eps)
+
+
+@torch_converter("BN")
+def bn(layer: Layer, ctx: TorchContext) -> Lowered:
+    """SegNet INFERENCE: x * scale + shift. SegNet LEARN: the batch's E[x^2] - mean^2 variance (its own
+    module). PSPNet: nn.BatchNorm2d with slope and bias as weight and bias, holding the stored statistics,
+    or tracking none (so each batch's, with E[(x - mean)^2], as PSPNet's TRAIN phase)."""
+    p: BN = layer.params
+    channels = p.channels
+    if p.fork == "segnet":
+        scale, shift = (np.asarray(w).reshape(channels) for w in blobs(layer, 2))
+        if p.batch_statistics:
+            module = ctx.module(modules.SegNetBatchNorm, channels, p.eps)
+            return with_weights(module, layer, weight=scale.reshape(1, channels, 1, 1),
+                                bias=shift.reshape(1, channels, 1, 1))
+        return with_weights(ctx.module(modules.Scale, [channels], 2), layer, weight=scale, bias=shift)
+    slope, bias, mean, variance = (np.asarray(w).reshape(channels) for w in blobs(layer, 4))
+    module = ctx.module(nn.BatchNorm2d, channels, eps=p.eps, track_running_stats=not p.batch_statistics)
+    if p.batch_statistics:
+        return with_weights(module, layer, weight=slope, bias=bias)
+    return with_weights(module, layer, weight=slope, bias=bias, running_mean=mean, running_var=variance)

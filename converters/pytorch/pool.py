@@ -14,11 +14,12 @@ from torch import nn
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
+from protodef.layers.pool import SPP, ROIPooling
 from protodef.sizes import needs_fixed_error
 from protodef.symbolic import INF, bounds, is_static, maximum, names_in
 
-from . import census_modules, dynamic_modules, modules
-from .registry import Step, TorchContext, torch_converter
+from .modules import pool as modules
+from .registry import Lowered, Step, TorchContext, torch_converter
 
 
 @torch_converter("Pooling")
@@ -70,10 +71,10 @@ def symbolic_pooling(layer: Layer, ctx: TorchContext) -> Step:
     if INF in end_padding:
         raise needs_fixed_error(names_in(x), "pooling whose last window can reach arbitrarily far")
     if p.method == "MAX":
-        module = ctx.module(dynamic_modules.PaddedMaxPool2d, list(p.kernel), list(p.stride), list(p.pad),
+        module = ctx.module(modules.PaddedMaxPool2d, list(p.kernel), list(p.stride), list(p.pad),
                             end_padding, p.with_mask)
     else:
-        module = ctx.module(dynamic_modules.PaddedAvgPool2d, list(p.kernel), list(p.stride), list(p.pad),
+        module = ctx.module(modules.PaddedAvgPool2d, list(p.kernel), list(p.stride), list(p.pad),
                             end_padding)
     return Step(module, tuple(out))
 
@@ -92,4 +93,19 @@ def torch_pooled_size(p, x: tuple[int, ...]) -> tuple[int, ...] | None:
 @torch_converter("PSROIPooling")
 def psroi_pooling(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
-    return ctx.module(census_modules.PSROIPool, p.output_dim, p.group_size, p.spatial_scale)
+    return ctx.module(modules.PSROIPool, p.output_dim, p.group_size, p.spatial_scale)
+
+
+@torch_converter("SPP")
+def spp(layer: Layer, ctx: TorchContext) -> Lowered:
+    p: SPP = layer.params
+    x = ctx.input_shape(layer)
+    return ctx.module(modules.SpatialPyramidPool, p.method, [list(level.kernel) for level in p.levels],
+                      [list(level.pad) for level in p.levels], list(x[2:]),
+                      [list(level.output_shape(x)[2:]) for level in p.levels])
+
+
+@torch_converter("ROIPooling")
+def roi_pooling(layer: Layer, ctx: TorchContext) -> Lowered:
+    p: ROIPooling = layer.params
+    return ctx.module(modules.ROIPool, list(p.pooled), p.spatial_scale)

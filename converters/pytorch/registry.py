@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from protodef.errors import UnsupportedError, WeightsError
+from protodef.errors import WeightsError
 from protodef.ir import Layer, Net, Shape, Value
 from protodef.layers.registry import Registry
 

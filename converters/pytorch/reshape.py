@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from protodef.ir import Layer
+from protodef.layers.reshape import ShuffleChannel, Tile
 from protodef.symbolic import is_static
 
-from . import census_modules, dynamic_modules, modules
+from .modules import reshape as modules
 from .registry import Lowered, Step, TorchContext, torch_converter
 
 
@@ -48,7 +49,7 @@ def reshape(layer: Layer, ctx: TorchContext) -> Step:
 def crop(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
     if not is_static(ctx.input_shape(layer)):
-        return ctx.module(dynamic_modules.SelectedCrop, p.axis, list(p.offsets))
+        return ctx.module(modules.SelectedCrop, p.axis, list(p.offsets))
     return ctx.module(modules.Crop, p.axis, list(p.offsets))
 
 
@@ -60,4 +61,19 @@ def flip(layer: Layer, ctx: TorchContext) -> Lowered:
 
 @torch_converter("BatchReindex")
 def batch_reindex(layer: Layer, ctx: TorchContext) -> nn.Module:
-    return ctx.module(census_modules.BatchReindex)
+    return ctx.module(modules.BatchReindex)
+
+
+@torch_converter("Tile")
+def tile(layer: Layer, ctx: TorchContext) -> Lowered:
+    """Tensor.repeat is numpy.tile: the block of axes from `axis` on, `tiles` times."""
+    p: Tile = layer.params
+    repeats = [1] * len(ctx.input_shape(layer))
+    repeats[p.axis] = p.tiles
+    return Step("repeat", tuple(repeats))
+
+
+@torch_converter("ShuffleChannel")
+def shuffle_channel(layer: Layer, ctx: TorchContext) -> Lowered:
+    p: ShuffleChannel = layer.params
+    return ctx.module(modules.ShuffleChannel, p.group)

@@ -10,9 +10,8 @@ import torch
 
 from protodef.errors import OutputError, UnsupportedError
 from protodef.ir import Net
-from protodef.write import atomic_open, atomic_write
-
 from protodef.symbolic import is_static
+from protodef.write import atomic_open, atomic_write
 
 from .codegen import python_source
 from .lower import Lowering

@@ -16,7 +16,7 @@ import torch.fx as fx
 from protodef.errors import ShapeError
 from protodef.ir import Net, Value
 from protodef.sizes import SizeProgram, size_sources, smallest_sizes
-from protodef.symbolic import Dim, evaluate, names_in
+from protodef.symbolic import Dim, evaluate
 
 _OPERATIONS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
                "min": torch.sym_min, "max": torch.sym_max, "where": torch.sym_ite, ">": operator.gt,

@@ -5,7 +5,7 @@ from torch import nn
 
 from protodef.ir import Layer
 
-from . import modules
+from .modules import softmax as modules
 from .registry import TorchContext, torch_converter
 
 

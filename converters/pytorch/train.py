@@ -24,6 +24,7 @@ from .lower import _keep, lower_torch
 from .registry import converter_for
 from .train_params import bind_caffe_params, float32_value
 
+
 def to_torch_train(prepared: Net) -> fx.GraphModule:
     """The GraphModule computing a net lowered for training (protodef.lower(net, training=True), from a net read in
     the TRAIN phase) as Caffe's TRAIN phase does, in train mode."""

@@ -11,7 +11,6 @@ from ..errors import SchemaError, ShapeError
 from ..ir import Shape
 from ..symbolic import definitely
 
-
 # Caffe's Blob::Reshape refuses a blob of more than INT_MAX elements ("blob size exceeds INT_MAX").
 MAX_BLOB_COUNT = 2**31 - 1
 

@@ -5,7 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ShapeError
-from .common import canonical_axis, count, positive, reject_unhonoured
+from .common import (
+    canonical_axis,
+    count,
+    positive,
+    reject_unhonoured,
+)
 from .registry import Shape, layer
 
 _IP_FIELDS = ("num_output", "bias_term", "weight_filler", "bias_filler", "axis", "transpose")
@@ -149,3 +154,40 @@ layer("LSTM", family="dense", label=("hidden",), inputs=(2, 5), outputs=(1, 3), 
       honoured=_RECURRENT_FIELDS)(LSTM)
 layer("RNN", family="dense", label=("hidden",), inputs=(2, 4), outputs=(1, 2), in_place_ok=False,
       honoured=_RECURRENT_FIELDS)(RNN)
+
+
+_EMBED_FIELDS = ("num_output", "input_dim", "bias_term", "weight_filler", "bias_filler")
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Caffe embed_layer.cpp: each input value is an index (truncated to int) into the rows of the weight
+    (input_dim, num_output); output shape = input shape + (num_output,), plus the bias when bias_term."""
+
+    num_output: int
+    input_dim: int
+    bias_term: bool
+    weight_filler: Any = None
+    bias_filler: Any = None
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Embed":
+        p = lp.embed_param
+        reject_unhonoured(p, _EMBED_FIELDS, what="embed_param")
+        positive(p.num_output, what="embed_param.num_output")
+        positive(p.input_dim, what="embed_param.input_dim")
+        return cls(p.num_output, p.input_dim, p.bias_term, p.weight_filler, p.bias_filler)
+
+    def infer(self, x: Shape) -> Shape:
+        return (*x, self.num_output)
+
+    def weight_shapes(self, x: Shape) -> list[Shape]:
+        weight = (self.input_dim, self.num_output)
+        return [weight, (self.num_output,)] if self.bias_term else [weight]
+
+    def weight_fillers(self) -> list[Any]:
+        return [self.weight_filler, self.bias_filler]
+
+
+layer("Embed", family="dense", label=("num_output", "input_dim"), in_place_ok=False,
+      honoured=_EMBED_FIELDS)(Embed)

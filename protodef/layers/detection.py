@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import SchemaError, ShapeError
 from .common import count, enum_name, reject_unhonoured
-from .registry import Shape, OpenCVDifference, layer
+from .registry import OpenCVDifference, Shape, layer
 
 SSD = "SSD fork (weiliu89)"
 YOLO = "MobileNet-YOLO fork (eric612)"
@@ -464,8 +464,8 @@ class Yolov3DetectionOutput:
         return PLACEHOLDER
 
 
-layer("Permute", family="reshape", source=SSD, label=("order",), in_place_ok=False, honoured=("order",))(Permute)
-layer("Normalize", family="norm", source=SSD, label=("across_spatial", "channel_shared"),
+layer("Permute", family="detection", source=SSD, label=("order",), in_place_ok=False, honoured=("order",))(Permute)
+layer("Normalize", family="detection", source=SSD, label=("across_spatial", "channel_shared"),
       honoured=("across_spatial", "scale_filler", "channel_shared", "eps"))(Normalize)
 layer("PriorBox", family="detection", source=SSD, label=("min_sizes", "max_sizes", "aspect_ratios"), inputs=(2, 2),
       in_place_ok=False, honoured=_PRIOR_BOX_FIELDS)(PriorBox)
@@ -474,7 +474,7 @@ layer("DetectionOutput", family="detection", source=SSD, label=("num_classes", "
       opencv_differs=OpenCVDifference("pads its rows to keep_top_k"),
       honoured=("num_classes", "share_location", "background_label_id", "nms_param", "code_type",
                 "variance_encoded_in_target", "keep_top_k", "confidence_threshold"))(DetectionOutput)
-layer("Reorg", family="reshape", source=YOLO, label=("stride",), in_place_ok=False,
+layer("Reorg", family="detection", source=YOLO, label=("stride",), in_place_ok=False,
       honoured=("stride", "reverse"))(Reorg)
 layer("YoloDetectionOutput", family="detection", source=YOLO, label=("num_classes", "num_box"), inputs=(1, 2),
       in_place_ok=False, dynamic_axes=DETECTIONS)(YoloDetectionOutput)

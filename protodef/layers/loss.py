@@ -344,16 +344,5 @@ layer("DetectionEvaluate", family="loss", inputs=(1, None), outputs=(0, 2), trai
       source="SSD fork (weiliu89)")(TrainingOnly)
 
 
-@dataclass(frozen=True)
-class Silence:
-    """Reads its inputs and produces nothing; used to keep unused tops from being net outputs."""
-
-    @classmethod
-    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Silence":
-        return cls()
-
-    def infer(self, *inputs: Shape) -> list[Shape]:
-        return []
 
 
-layer("Silence", family="misc", inputs=(1, None), outputs=(0, 0))(Silence)

@@ -6,8 +6,15 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from ..symbolic import definitely
-from .common import canonical_axis, enum_name, reject_unhonoured, same_shapes
-from .registry import Shape, layer
+from .common import (
+    canonical_axis,
+    count,
+    differ,
+    enum_name,
+    reject_unhonoured,
+    same_shapes,
+)
+from .registry import OpenCVDifference, Shape, layer
 
 
 @dataclass(frozen=True)
@@ -82,3 +89,26 @@ class SpatialProduct:
 
 layer("SpatialProduct", family="merge", source="DeepLab v2 / PSPNet fork", inputs=(2, 2),
       in_place_ok=False)(SpatialProduct)
+
+
+@dataclass(frozen=True)
+class Axpy:
+    """SENet axpy_layer.cpp: inputs (a, x, y); output a * x + y, a holding one factor per (n, c): shape
+    (N, C) or (N, C, 1, 1)."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Axpy":
+        a, x, y = inputs
+        if len(x) < 2 or len(a) < 2 or differ(a[:2], x[:2]) or definitely(count(a) != count(x, 0, 2)):
+            raise ShapeError("Axpy's first input must be (N, C) or (N, C, 1, 1) of its second input's N and C",
+                             expected=x[:2], found=a)
+        if differ(x, y):
+            raise ShapeError("Axpy's second and third inputs must have the same shape", expected=x, found=y)
+        return cls()
+
+    def infer(self, a: Shape, x: Shape, y: Shape) -> Shape:
+        return x
+
+
+layer("Axpy", family="merge", source="SENet fork", inputs=(3, 3), in_place_ok=False,
+      opencv_differs=OpenCVDifference("swaps its second and third inputs"))(Axpy)

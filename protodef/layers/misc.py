@@ -6,9 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
-from ..symbolic import definitely
-from .common import blob_shape, canonical_axis, count, differ, enum_name, positive, reject_unhonoured
-from .registry import OpenCVDifference, Shape, layer
+from .common import (
+    blob_shape,
+    canonical_axis,
+    count,
+    enum_name,
+    reject_unhonoured,
+)
+from .registry import Shape, layer
 
 
 @dataclass(frozen=True)
@@ -35,57 +40,10 @@ class Parameter:
         return [None]   # Caffe allocates the blob and leaves it at zero
 
 
-_EMBED_FIELDS = ("num_output", "input_dim", "bias_term", "weight_filler", "bias_filler")
 
 
-@dataclass(frozen=True)
-class Embed:
-    """Caffe embed_layer.cpp: each input value is an index (truncated to int) into the rows of the weight
-    (input_dim, num_output); output shape = input shape + (num_output,), plus the bias when bias_term."""
-
-    num_output: int
-    input_dim: int
-    bias_term: bool
-    weight_filler: Any = None
-    bias_filler: Any = None
-
-    @classmethod
-    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Embed":
-        p = lp.embed_param
-        reject_unhonoured(p, _EMBED_FIELDS, what="embed_param")
-        positive(p.num_output, what="embed_param.num_output")
-        positive(p.input_dim, what="embed_param.input_dim")
-        return cls(p.num_output, p.input_dim, p.bias_term, p.weight_filler, p.bias_filler)
-
-    def infer(self, x: Shape) -> Shape:
-        return (*x, self.num_output)
-
-    def weight_shapes(self, x: Shape) -> list[Shape]:
-        weight = (self.input_dim, self.num_output)
-        return [weight, (self.num_output,)] if self.bias_term else [weight]
-
-    def weight_fillers(self) -> list[Any]:
-        return [self.weight_filler, self.bias_filler]
 
 
-@dataclass(frozen=True)
-class Tile:
-    """Caffe tile_layer.cpp: the block of axes from `axis` on is repeated `tiles` times (numpy.tile with
-    reps `tiles` at `axis`)."""
-
-    axis: int
-    tiles: int
-
-    @classmethod
-    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Tile":
-        p = lp.tile_param
-        reject_unhonoured(p, ("axis", "tiles"), what="tile_param")
-        if p.tiles <= 0:
-            raise SchemaError("tile_param.tiles must be positive", found=p.tiles)
-        return cls(canonical_axis(p.axis, len(inputs[0])), p.tiles)
-
-    def infer(self, x: Shape) -> Shape:
-        return (*x[:self.axis], x[self.axis] * self.tiles, *x[self.axis + 1:])
 
 
 @dataclass(frozen=True)
@@ -111,46 +69,8 @@ class Reduction:
         return self.coeff / count(x, self.axis) if self.operation == "MEAN" else self.coeff
 
 
-@dataclass(frozen=True)
-class ShuffleChannel:
-    """ShuffleNet shuffle_channel_layer.cpp: channels viewed as (group, C / group) and transposed, so output
-    channel j * group + i is input channel i * (C / group) + j."""
-
-    group: int
-
-    @classmethod
-    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ShuffleChannel":
-        p = lp.shuffle_channel_param
-        reject_unhonoured(p, ("group",), what="shuffle_channel_param")
-        x = inputs[0]
-        if p.group <= 0:
-            raise SchemaError("shuffle_channel_param.group must be positive", found=p.group)
-        if len(x) < 2 or x[1] % p.group:
-            raise ShapeError("ShuffleChannel needs a channel axis divisible by group",
-                             expected=f"a multiple of {p.group}", found=x)
-        return cls(p.group)
-
-    def infer(self, x: Shape) -> Shape:
-        return x
 
 
-@dataclass(frozen=True)
-class Axpy:
-    """SENet axpy_layer.cpp: inputs (a, x, y); output a * x + y, a holding one factor per (n, c): shape
-    (N, C) or (N, C, 1, 1)."""
-
-    @classmethod
-    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Axpy":
-        a, x, y = inputs
-        if len(x) < 2 or len(a) < 2 or differ(a[:2], x[:2]) or definitely(count(a) != count(x, 0, 2)):
-            raise ShapeError("Axpy's first input must be (N, C) or (N, C, 1, 1) of its second input's N and C",
-                             expected=x[:2], found=a)
-        if differ(x, y):
-            raise ShapeError("Axpy's second and third inputs must have the same shape", expected=x, found=y)
-        return cls()
-
-    def infer(self, a: Shape, x: Shape, y: Shape) -> Shape:
-        return x
 
 
 _CORRELATION_FIELDS = ("pad", "kernel_size", "max_displacement", "stride_1", "stride_2", "correlation_type",
@@ -215,15 +135,8 @@ def checked_correlation_param(lp: Any, inputs: tuple[Shape, ...]) -> Any:
 
 layer("Parameter", family="misc", label=("shape",), inputs=(0, 0), in_place_ok=False,
       honoured=("shape",))(Parameter)
-layer("Embed", family="dense", label=("num_output", "input_dim"), in_place_ok=False,
-      honoured=_EMBED_FIELDS)(Embed)
-layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"))(Tile)
 layer("Reduction", family="misc", label=("operation", "axis", "coeff"), in_place_ok=False,
       honoured=("operation", "axis", "coeff"))(Reduction)
-layer("ShuffleChannel", family="reshape", source="ShuffleNet fork", label=("group",), in_place_ok=False,
-      honoured=("group",))(ShuffleChannel)
-layer("Axpy", family="merge", source="SENet fork", inputs=(3, 3), in_place_ok=False,
-      opencv_differs=OpenCVDifference("swaps its second and third inputs"))(Axpy)
 layer("Correlation", family="misc", source="FlowNet 2 fork", label=("max_displacement", "kernel_size"),
       inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation)
 
@@ -324,3 +237,18 @@ layer("FlowWarp", family="misc", source="FlowNet 2 fork", inputs=(2, 2), in_plac
 layer("Correlation1D", family="misc", source="FlowNet 2 fork (DispNet)", label=("max_displacement", "kernel_size"),
       inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation1D)
 layer("LSTMUnit", family="misc", inputs=(3, 3), outputs=(2, 2), in_place_ok=False)(LSTMUnit)
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Reads its inputs and produces nothing; used to keep unused tops from being net outputs."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Silence":
+        return cls()
+
+    def infer(self, *inputs: Shape) -> list[Shape]:
+        return []
+
+
+layer("Silence", family="misc", inputs=(1, None), outputs=(0, 0))(Silence)

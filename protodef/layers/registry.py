@@ -10,7 +10,7 @@ from ..ir import Shape
 
 # Families group layer types for drawing, reporting and passes; each is one module in protodef/layers/,
 # converters/onnx/ and converters/pytorch/.
-FAMILIES = ("data", "conv", "pool", "dense", "norm", "activation", "merge", "reshape", "softmax",
+FAMILIES = ("data", "conv", "pool", "dense", "norm", "activation", "merge", "reshape", "resize", "softmax",
             "detection", "loss", "misc")
 
 Entry = TypeVar("Entry")

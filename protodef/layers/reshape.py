@@ -218,3 +218,51 @@ class BatchReindex:
 layer("Flip", family="reshape", source="AM-Softmax fork (happynear/caffe-windows)", label=("axes",),
       in_place_ok=False, honoured=("flip_width", "flip_height"))(Flip)
 layer("BatchReindex", family="reshape", inputs=(2, 2), in_place_ok=False)(BatchReindex)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Caffe tile_layer.cpp: the block of axes from `axis` on is repeated `tiles` times (numpy.tile with
+    reps `tiles` at `axis`)."""
+
+    axis: int
+    tiles: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Tile":
+        p = lp.tile_param
+        reject_unhonoured(p, ("axis", "tiles"), what="tile_param")
+        if p.tiles <= 0:
+            raise SchemaError("tile_param.tiles must be positive", found=p.tiles)
+        return cls(canonical_axis(p.axis, len(inputs[0])), p.tiles)
+
+    def infer(self, x: Shape) -> Shape:
+        return (*x[:self.axis], x[self.axis] * self.tiles, *x[self.axis + 1:])
+
+
+@dataclass(frozen=True)
+class ShuffleChannel:
+    """ShuffleNet shuffle_channel_layer.cpp: channels viewed as (group, C / group) and transposed, so output
+    channel j * group + i is input channel i * (C / group) + j."""
+
+    group: int
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ShuffleChannel":
+        p = lp.shuffle_channel_param
+        reject_unhonoured(p, ("group",), what="shuffle_channel_param")
+        x = inputs[0]
+        if p.group <= 0:
+            raise SchemaError("shuffle_channel_param.group must be positive", found=p.group)
+        if len(x) < 2 or x[1] % p.group:
+            raise ShapeError("ShuffleChannel needs a channel axis divisible by group",
+                             expected=f"a multiple of {p.group}", found=x)
+        return cls(p.group)
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+
+layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"))(Tile)
+layer("ShuffleChannel", family="reshape", source="ShuffleNet fork", label=("group",), in_place_ok=False,
+      honoured=("group",))(ShuffleChannel)

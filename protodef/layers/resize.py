@@ -182,11 +182,11 @@ class Accum:
         return (inputs[0][0], sum(s[1] for s in resized), *self.size)
 
 
-layer("Interp", family="reshape", source="DeepLab v2 / PSPNet fork", label=("size",), in_place_ok=False,
+layer("Interp", family="resize", source="DeepLab v2 / PSPNet fork", label=("size",), in_place_ok=False,
       honoured=_INTERP_FIELDS)(Interp)
-layer("Upsample", family="reshape", source="SegNet / ENet fork (two inputs); MobileNet-YOLO fork (one input)",
+layer("Upsample", family="resize", source="SegNet / ENet fork (two inputs); MobileNet-YOLO fork (one input)",
       label=("size",), inputs=(1, 2), in_place_ok=False, honoured=_UPSAMPLE_FIELDS)(Upsample)
-layer("Accum", family="merge", source="FlowNet fork", label=("size",), inputs=(1, None), in_place_ok=False,
+layer("Accum", family="resize", source="FlowNet fork", label=("size",), inputs=(1, None), in_place_ok=False,
       honoured=_ACCUM_FIELDS)(Accum)
 
 
@@ -288,5 +288,5 @@ def _filter(method: str, d: np.ndarray) -> np.ndarray:
     return np.where(d <= 1, near, np.where(d < 2, far, 0)).astype(np.float32)
 
 
-layer("Resample", family="reshape", source="FlowNet 2 fork", label=("size", "method"), inputs=(1, 2),
+layer("Resample", family="resize", source="FlowNet 2 fork", label=("size", "method"), inputs=(1, 2),
       in_place_ok=False, honoured=_RESAMPLE_FIELDS)(Resample)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Layer, Net
-from ..layers.internal import ChannelAffine
+from ..layers.norm import ChannelAffine
 from .edit import describe, merge_pair
 
 Affine = tuple[np.ndarray, np.ndarray]   # (scale, shift), float64

@@ -1,13 +1,7 @@
-"""Caffe's losses and Accuracy as modules, forward and gradient as Caffe computes them.
+"""Caffe's losses and Accuracy, forward as Caffe computes them (TRAIN-phase lowering).
 
-Each loss returns its raw value (Caffe's top; loss_weight only scales the objective and so the gradient).
-Where autograd's gradient of the forward formula is Caffe's backward, autograd gives it; where Caffe's backward
-is not the derivative of its forward (the clips in log(max(p, threshold)), ContrastiveLoss's 1e-4), the value
-is computed as Caffe's and the gradient routed as Caffe's backward routes it (see `_clipped_below`).
-Labels arrive as Caffe keeps them, in floats or integers; static_cast<int> is truncation, as Tensor.long().
-Inputs Caffe never back-propagates into (labels, weights, the infogain matrix) get no gradient.
-These modules exist only in TRAIN-phase lowerings, which are never written out as source.
-"""
+Each class is copied verbatim into generated source (codegen.py): it stands alone, importing only torch."""
+
 import math
 from typing import List, Optional, Tuple
 
@@ -16,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 FLT_MIN = 1.17549435e-38         # softmax_loss_layer.cpp clips probabilities at FLT_MIN
+
+
 LOG_THRESHOLD = 1e-20            # kLOG_THRESHOLD of loss_layer.hpp (infogain, multinomial logistic)
 
 

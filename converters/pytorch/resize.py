@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from torch import nn
 
 from protodef.ir import Layer
-from protodef.symbolic import is_static
 from protodef.layers.resize import Accum, Interp, Upsample
+from protodef.symbolic import is_static
 
-from . import longtail_modules as modules
-from . import census_modules
+from .modules import resize as modules
 from .registry import Lowered, Step, TorchContext, torch_converter, with_weights
 
 
@@ -53,5 +53,5 @@ def upsample(layer: Layer, ctx: TorchContext) -> Lowered:
 def resample(layer: Layer, ctx: TorchContext) -> nn.Module:
     p = layer.params
     rows, columns = p.axis_weights(ctx.input_shape(layer))
-    module = ctx.module(census_modules.Resample, *rows.shape, *columns.shape)
+    module = ctx.module(modules.Resample, *rows.shape, *columns.shape)
     return with_weights(module, layer, rows=rows, columns=columns)

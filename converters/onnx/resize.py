@@ -8,8 +8,7 @@ import onnx
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
-from protodef.layers.resize import Interp, Upsample
-from protodef.layers.resize import Resample
+from protodef.layers.resize import Interp, Resample, Upsample
 
 from .registry import OnnxContext, onnx_converter
 

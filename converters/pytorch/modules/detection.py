@@ -1,10 +1,7 @@
-"""Modules for the SSD and YOLO forks' layers (Normalize, PriorBox, DetectionOutput, the YOLO outputs).
+"""The detection forks' modules: Normalize, PriorBox, DetectionOutput, YOLO's outputs.
 
-Like modules.py: each class depends only on torch and the imports below, so generated source can carry a
-verbatim copy; each works under torch.jit.script. The detection outputs have data-dependent row counts
-(Caffe's too), so they run their NMS loops eagerly and cannot go through torch.export.
-No `from __future__ import annotations` here: TorchScript reads the annotations.
-"""
+Each class is copied verbatim into generated source (codegen.py): it stands alone, importing only torch."""
+
 from typing import List, Optional
 
 import torch
