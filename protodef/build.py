@@ -4,12 +4,25 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
-from .errors import GraphError, Location, ProtodefError, SchemaError, ShapeError, UnsupportedError
+from .errors import (
+    GraphError,
+    Location,
+    ProtodefError,
+    SchemaError,
+    ShapeError,
+    UnsupportedError,
+)
 from .ir import Layer, Net, NetInput, ParamSpec, Value
-from .layers.common import MAX_BLOB_COUNT
+from .layers.common import MAX_BLOB_COUNT, reject_unhonoured
 from .layers.registry import LayerSpec, Shape, spec_of
+from .lenient import (
+    Opaque,
+    data_source_shapes,
+    depends_on_names,
+    is_partial,
+    named_sizes,
+)
 from .preprocessing import record_preprocessing
-from .lenient import Opaque, data_source_shapes, depends_on_names, is_partial, named_sizes
 from .source import SourceMap
 from .symbolic import as_dim, definitely
 
@@ -83,6 +96,7 @@ def build_net(param: Any, source: SourceMap | None = None, *, phase: str = "TEST
 def _warn_all(net: Net, messages: Sequence[str]) -> None:
     """Notes for `info`, one-line warnings for the other commands."""
     import warnings
+
     from .attach import ProtodefWarning
     for message in messages:
         net.notes.append(message)
@@ -92,7 +106,7 @@ def _warn_all(net: Net, messages: Sequence[str]) -> None:
 def _modernise(param: Any, path: str) -> tuple[Any, list[str]]:
     if not (len(param.layers) or len(param.input)):
         return param, []
-    from .upgrade import upgrade_net   # legacy nets only
+    from .upgrade import upgrade_net  # legacy nets only
     return upgrade_net(param, path=path)
 
 
@@ -276,6 +290,8 @@ def _fork_fields(spec: LayerSpec, unknown: list, notes: list[str] | None = None,
 def _params(lp: Any, spec: LayerSpec, in_shapes: tuple, extra: dict[str, Any]) -> Any:
     if spec.plugin:
         return spec.params.from_proto(lp, in_shapes, extra=extra)
+    if spec.parameter:
+        reject_unhonoured(getattr(lp, spec.parameter), spec.honoured, what=spec.parameter)
     return spec.params.from_proto(lp, in_shapes)
 
 

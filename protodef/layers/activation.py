@@ -43,7 +43,6 @@ class ReLU(Elementwise):
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ReLU":
-        reject_unhonoured(lp.relu_param, ("negative_slope",), what="relu_param")
         return cls(lp.relu_param.negative_slope)
 
 
@@ -58,7 +57,6 @@ class PReLU(Elementwise):
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "PReLU":
         p = lp.prelu_param
-        reject_unhonoured(p, ("filler", "channel_shared"), what="prelu_param")
         x = inputs[0]
         return cls(x[1] if len(x) > 1 else 1, p.channel_shared, p.filler if p.HasField("filler") else _PRELU_FILLER)
 
@@ -80,7 +78,6 @@ class ELU(Elementwise):
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ELU":
-        reject_unhonoured(lp.elu_param, ("alpha",), what="elu_param")
         return cls(lp.elu_param.alpha)
 
 
@@ -95,7 +92,6 @@ class Power(Elementwise):
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Power":
         p = lp.power_param
-        reject_unhonoured(p, ("power", "scale", "shift"), what="power_param")
         return cls(p.power, p.scale, p.shift)
 
 
@@ -139,7 +135,6 @@ class Threshold(Elementwise):
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Threshold":
-        reject_unhonoured(lp.threshold_param, ("threshold",), what="threshold_param")
         return cls(lp.threshold_param.threshold)
 
 
@@ -153,7 +148,6 @@ class Dropout(Elementwise):
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Dropout":
         p = lp.dropout_param
-        reject_unhonoured(p, ("dropout_ratio", "scale_train"), what="dropout_param")
         return cls(p.dropout_ratio, p.scale_train)
 
     @property
@@ -161,14 +155,14 @@ class Dropout(Elementwise):
         return 1.0 if self.scale_train else 1.0 - self.ratio
 
 
-layer("ReLU", family="activation", label=("negative_slope",))(ReLU)
-layer("PReLU", family="activation", label=("channel_shared",))(PReLU)
-layer("ELU", family="activation", label=("alpha",))(ELU)
-layer("Power", family="activation", label=("power", "scale", "shift"))(Power)
+layer("ReLU", family="activation", label=("negative_slope",), honoured=("negative_slope",), parameter="relu_param")(ReLU)
+layer("PReLU", family="activation", label=("channel_shared",), honoured=("filler", "channel_shared"), parameter="prelu_param")(PReLU)
+layer("ELU", family="activation", label=("alpha",), honoured=("alpha",), parameter="elu_param")(ELU)
+layer("Power", family="activation", label=("power", "scale", "shift"), honoured=("power", "scale", "shift"), parameter="power_param")(Power)
 layer("Exp", family="activation", label=("base", "scale", "shift"))(Exp)
 layer("Log", family="activation", label=("base", "scale", "shift"))(Log)
-layer("Threshold", family="activation", label=("threshold",))(Threshold)
-layer("Dropout", family="activation", label=("ratio",))(Dropout)
+layer("Threshold", family="activation", label=("threshold",), honoured=("threshold",), parameter="threshold_param")(Threshold)
+layer("Dropout", family="activation", label=("ratio",), honoured=("dropout_ratio", "scale_train"), parameter="dropout_param")(Dropout)
 
 
 @dataclass(frozen=True)
@@ -179,12 +173,11 @@ class NegReLU(Elementwise):
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "NegReLU":
-        reject_unhonoured(lp.relu_param, ("negative_slope",), what="relu_param")
         return cls(lp.relu_param.negative_slope)
 
 
 layer("NegReLU", family="activation", source="FlowNet 2 fork", label=("negative_slope",),
-      honoured=("negative_slope",))(NegReLU)
+      honoured=("negative_slope",), parameter="relu_param")(NegReLU)
 
 
 @dataclass(frozen=True)
@@ -225,7 +218,6 @@ class Swish(Elementwise):
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Swish":
-        reject_unhonoured(lp.swish_param, ("beta",), what="swish_param")
         return cls(lp.swish_param.beta)
 
 
@@ -245,7 +237,7 @@ layer("ReLU6", family="activation", source="MobileNet-YOLO fork", label=("negati
 layer("Clip", family="activation", label=("min", "max"), honoured=("min", "max"))(Clip)
 
 
-layer("Swish", family="activation", label=("beta",), honoured=("beta",))(Swish)
+layer("Swish", family="activation", label=("beta",), honoured=("beta",), parameter="swish_param")(Swish)
 
 
 layer("Mish", family="activation", source="YOLOv4 Caffe forks")(Mish)

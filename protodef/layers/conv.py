@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError, ShapeError
-from .common import canonical_axis, count, positive, reject_unhonoured, spatial
+from .common import canonical_axis, count, positive, spatial
 from .registry import Shape, layer
 
 _CONV_FIELDS = ("num_output", "bias_term", "pad", "kernel_size", "stride", "dilation", "group", "pad_h", "pad_w",
@@ -32,7 +32,6 @@ class Convolution:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Convolution":
         p = lp.convolution_param
-        reject_unhonoured(p, _CONV_FIELDS, what="convolution_param")
         x = inputs[0]
         axis = canonical_axis(p.axis, len(x))
         n = len(x) - axis - 1
@@ -119,7 +118,7 @@ def _deconv_size(size: int, k: int, s: int, p: int, d: int) -> int:
 
 
 layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
-      in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True)(Convolution)
+      in_place_ok=False, honoured=_CONV_FIELDS, parameter="convolution_param", fresh_output=True)(Convolution)
 layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
       in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True)(Deconvolution)
 layer("ConvolutionDepthwise", family="conv", aliases=("DepthwiseConvolution",),
@@ -149,7 +148,6 @@ class Im2col:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Im2col":
         p = lp.convolution_param
-        reject_unhonoured(p, _IM2COL_FIELDS, what="convolution_param")
         x = inputs[0]
         if canonical_axis(p.axis, len(x)) != 1:
             raise SchemaError("Im2col is supported with the channel axis 1 only", found=p.axis)
@@ -176,4 +174,4 @@ class Im2col:
 
 
 layer("Im2col", family="conv", label=("kernel", "stride", "pad", "dilation"), in_place_ok=False,
-      honoured=_IM2COL_FIELDS)(Im2col)
+      honoured=_IM2COL_FIELDS, parameter="convolution_param")(Im2col)

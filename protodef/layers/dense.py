@@ -32,7 +32,6 @@ class InnerProduct:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "InnerProduct":
         p = lp.inner_product_param
-        reject_unhonoured(p, _IP_FIELDS, what="inner_product_param")
         x = inputs[0]
         axis = canonical_axis(p.axis, len(x))
         positive(p.num_output, what="inner_product_param.num_output")
@@ -52,7 +51,7 @@ class InnerProduct:
         return count(outputs[0]) * self.in_features
 
 
-layer("InnerProduct", family="dense", label=("num_output",), in_place_ok=False, honoured=_IP_FIELDS,
+layer("InnerProduct", family="dense", label=("num_output",), in_place_ok=False, honoured=_IP_FIELDS, parameter="inner_product_param",
       fresh_output=True)(InnerProduct)
 
 
@@ -173,7 +172,6 @@ class Embed:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Embed":
         p = lp.embed_param
-        reject_unhonoured(p, _EMBED_FIELDS, what="embed_param")
         positive(p.num_output, what="embed_param.num_output")
         positive(p.input_dim, what="embed_param.input_dim")
         return cls(p.num_output, p.input_dim, p.bias_term, p.weight_filler, p.bias_filler)
@@ -190,4 +188,4 @@ class Embed:
 
 
 layer("Embed", family="dense", label=("num_output", "input_dim"), in_place_ok=False,
-      honoured=_EMBED_FIELDS)(Embed)
+      honoured=_EMBED_FIELDS, parameter="embed_param")(Embed)

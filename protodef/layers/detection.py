@@ -44,7 +44,6 @@ class Permute:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Permute":
         p = lp.permute_param
-        reject_unhonoured(p, ("order",), what="permute_param")
         rank = len(inputs[0])
         order: list[int] = []
         for axis in p.order:
@@ -79,7 +78,6 @@ class Normalize:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Normalize":
         p = lp.norm_param
-        reject_unhonoured(p, ("across_spatial", "scale_filler", "channel_shared", "eps"), what="norm_param")
         x = inputs[0]
         if len(x) < 2:
             raise ShapeError("Normalize needs a channel axis", expected="at least 2 axes", found=x)
@@ -128,7 +126,6 @@ class PriorBox:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "PriorBox":
         p = lp.prior_box_param
-        reject_unhonoured(p, _PRIOR_BOX_FIELDS, what="prior_box_param")
         feature, image = inputs
         min_sizes = tuple(float(s) for s in p.min_size)
         if not min_sizes or any(s <= 0 for s in min_sizes):
@@ -338,7 +335,6 @@ class Reorg:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Reorg":
         p = lp.reorg_param
-        reject_unhonoured(p, ("stride", "reverse"), what="reorg_param")
         if not p.HasField("stride") or p.stride <= 0:
             raise SchemaError("reorg_param.stride is required and must be positive",
                               found=p.stride if p.HasField("stride") else "none")
@@ -396,8 +392,6 @@ class YoloDetectionOutput:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "YoloDetectionOutput":
         p = lp.yolo_detection_output_param
-        reject_unhonoured(p, ("side", "num_classes", "num_box", "coords", "confidence_threshold", "nms_threshold",
-                              "biases", "label_map_file"), what="yolo_detection_output_param")
         if not p.HasField("num_classes"):
             raise SchemaError("yolo_detection_output_param.num_classes is required")
         if p.num_box <= 0 or len(p.biases) < 2 * p.num_box:
@@ -434,8 +428,6 @@ class Yolov3DetectionOutput:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Yolov3DetectionOutput":
         p = lp.yolov3_detection_output_param
-        reject_unhonoured(p, ("num_classes", "num_box", "confidence_threshold", "nms_threshold", "biases",
-                              "anchors_scale", "mask_group_num", "mask"), what="yolov3_detection_output_param")
         if not p.HasField("num_classes"):
             raise SchemaError("yolov3_detection_output_param.num_classes is required")
         if len(inputs) != p.mask_group_num:
@@ -464,19 +456,21 @@ class Yolov3DetectionOutput:
         return PLACEHOLDER
 
 
-layer("Permute", family="detection", source=SSD, label=("order",), in_place_ok=False, honoured=("order",))(Permute)
+layer("Permute", family="detection", source=SSD, label=("order",), in_place_ok=False, honoured=("order",), parameter="permute_param")(Permute)
 layer("Normalize", family="detection", source=SSD, label=("across_spatial", "channel_shared"),
-      honoured=("across_spatial", "scale_filler", "channel_shared", "eps"))(Normalize)
+      honoured=("across_spatial", "scale_filler", "channel_shared", "eps"), parameter="norm_param")(Normalize)
 layer("PriorBox", family="detection", source=SSD, label=("min_sizes", "max_sizes", "aspect_ratios"), inputs=(2, 2),
-      in_place_ok=False, honoured=_PRIOR_BOX_FIELDS)(PriorBox)
+      in_place_ok=False, honoured=_PRIOR_BOX_FIELDS, parameter="prior_box_param")(PriorBox)
 layer("DetectionOutput", family="detection", source=SSD, label=("num_classes", "code_type", "keep_top_k"),
       inputs=(3, 3), in_place_ok=False, dynamic_axes=DETECTIONS,
       opencv_differs=OpenCVDifference("pads its rows to keep_top_k"),
       honoured=("num_classes", "share_location", "background_label_id", "nms_param", "code_type",
                 "variance_encoded_in_target", "keep_top_k", "confidence_threshold"))(DetectionOutput)
 layer("Reorg", family="detection", source=YOLO, label=("stride",), in_place_ok=False,
-      honoured=("stride", "reverse"))(Reorg)
+      honoured=("stride", "reverse"), parameter="reorg_param")(Reorg)
 layer("YoloDetectionOutput", family="detection", source=YOLO, label=("num_classes", "num_box"), inputs=(1, 2),
-      in_place_ok=False, dynamic_axes=DETECTIONS)(YoloDetectionOutput)
+      in_place_ok=False, dynamic_axes=DETECTIONS, honoured=("side", "num_classes", "num_box", "coords", "confidence_threshold", "nms_threshold",
+                              "biases", "label_map_file"), parameter="yolo_detection_output_param")(YoloDetectionOutput)
 layer("Yolov3DetectionOutput", family="detection", source=YOLO, label=("num_classes", "num_box"),
-      inputs=(1, None), in_place_ok=False, dynamic_axes=DETECTIONS)(Yolov3DetectionOutput)
+      inputs=(1, None), in_place_ok=False, dynamic_axes=DETECTIONS, honoured=("num_classes", "num_box", "confidence_threshold", "nms_threshold", "biases",
+                              "anchors_scale", "mask_group_num", "mask"), parameter="yolov3_detection_output_param")(Yolov3DetectionOutput)

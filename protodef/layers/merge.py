@@ -11,7 +11,6 @@ from .common import (
     count,
     differ,
     enum_name,
-    reject_unhonoured,
     same_shapes,
 )
 from .registry import OpenCVDifference, Shape, layer
@@ -27,7 +26,6 @@ class Eltwise:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Eltwise":
         p = lp.eltwise_param
-        reject_unhonoured(p, ("operation", "coeff", "stable_prod_grad"), what="eltwise_param")
         operation = enum_name(p, "operation")
         if p.coeff and operation != "SUM":
             raise SchemaError("Eltwise coefficients only apply to SUM", found=operation)
@@ -49,7 +47,6 @@ class Concat:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Concat":
         p = lp.concat_param
-        reject_unhonoured(p, ("axis", "concat_dim"), what="concat_param")
         if p.HasField("concat_dim") and p.HasField("axis"):
             raise SchemaError("give concat_param.axis or the legacy concat_dim, not both")
         axis = p.concat_dim if p.HasField("concat_dim") else p.axis
@@ -66,8 +63,8 @@ class Concat:
 
 
 layer("Eltwise", family="merge", label=("operation",), inputs=(2, None), in_place_ok=True,
-      fresh_output=True)(Eltwise)
-layer("Concat", family="merge", label=("axis",), inputs=(1, None), in_place_ok=False)(Concat)
+      fresh_output=True, honoured=("operation", "coeff", "stable_prod_grad"), parameter="eltwise_param")(Eltwise)
+layer("Concat", family="merge", label=("axis",), inputs=(1, None), in_place_ok=False, honoured=("axis", "concat_dim"), parameter="concat_param")(Concat)
 
 
 @dataclass(frozen=True)

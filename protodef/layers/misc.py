@@ -24,7 +24,6 @@ class Parameter:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Parameter":
-        reject_unhonoured(lp.parameter_param, ("shape",), what="parameter_param")
         shape = blob_shape(lp.parameter_param.shape)
         if any(d <= 0 for d in shape):
             raise ShapeError("parameter_param.shape dims must be positive", found=shape)
@@ -58,7 +57,6 @@ class Reduction:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Reduction":
         p = lp.reduction_param
-        reject_unhonoured(p, ("operation", "axis", "coeff"), what="reduction_param")
         return cls(enum_name(p, "operation"), canonical_axis(p.axis, len(inputs[0])), p.coeff)
 
     def infer(self, x: Shape) -> Shape:
@@ -134,9 +132,9 @@ def checked_correlation_param(lp: Any, inputs: tuple[Shape, ...]) -> Any:
 
 
 layer("Parameter", family="misc", label=("shape",), inputs=(0, 0), in_place_ok=False,
-      honoured=("shape",))(Parameter)
+      honoured=("shape",), parameter="parameter_param")(Parameter)
 layer("Reduction", family="misc", label=("operation", "axis", "coeff"), in_place_ok=False,
-      honoured=("operation", "axis", "coeff"))(Reduction)
+      honoured=("operation", "axis", "coeff"), parameter="reduction_param")(Reduction)
 layer("Correlation", family="misc", source="FlowNet 2 fork", label=("max_displacement", "kernel_size"),
       inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation)
 
@@ -157,7 +155,6 @@ class FlowWarp:
             raise ShapeError("FlowWarp takes an image (N, C, H, W) and its flow (N, 2, H, W)",
                              expected=(image[0], 2, *image[2:]) if len(image) == 4 else "4-D inputs", found=flow)
         p = lp.flow_warp_param
-        reject_unhonoured(p, ("fill_value",), what="flow_warp_param")
         return cls(enum_name(p, "fill_value") == "NOT_A_NUMBER")
 
     def infer(self, image: Shape, flow: Shape) -> Shape:
@@ -233,7 +230,7 @@ class LSTMUnit:
 
 
 layer("FlowWarp", family="misc", source="FlowNet 2 fork", inputs=(2, 2), in_place_ok=False,
-      honoured=("fill_value",))(FlowWarp)
+      honoured=("fill_value",), parameter="flow_warp_param")(FlowWarp)
 layer("Correlation1D", family="misc", source="FlowNet 2 fork (DispNet)", label=("max_displacement", "kernel_size"),
       inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation1D)
 layer("LSTMUnit", family="misc", inputs=(3, 3), outputs=(2, 2), in_place_ok=False)(LSTMUnit)

@@ -27,8 +27,6 @@ class BatchNorm:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "BatchNorm":
         p = lp.batch_norm_param
-        reject_unhonoured(p, ("use_global_stats", "moving_average_fraction", "eps", "scale_filler",
-                              "bias_filler"), what="batch_norm_param")
         x = inputs[0]
         if len(x) < 2:
             raise ShapeError("BatchNorm needs a channel axis", found=x)
@@ -145,7 +143,6 @@ class LRN:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "LRN":
         p = lp.lrn_param
-        reject_unhonoured(p, ("local_size", "alpha", "beta", "norm_region", "k"), what="lrn_param")
         if p.local_size % 2 == 0:
             raise SchemaError("LRN local_size must be odd", found=p.local_size)
         if len(inputs[0]) != 4:
@@ -157,10 +154,11 @@ class LRN:
 
 
 layer("BatchNorm", family="norm", label=("eps",), fresh_output=True, stacks_in_drawing=True,
-      statistics={1: "variance", 2: "scale_factor"})(BatchNorm)
+      statistics={1: "variance", 2: "scale_factor"}, honoured=("use_global_stats", "moving_average_fraction", "eps", "scale_filler",
+                              "bias_filler"), parameter="batch_norm_param")(BatchNorm)
 layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Scale)
 layer("Bias", family="norm", inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Bias)
-layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False)(LRN)
+layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False, honoured=("local_size", "alpha", "beta", "norm_region", "k"), parameter="lrn_param")(LRN)
 
 
 @dataclass(frozen=True)
@@ -213,7 +211,6 @@ class MVN:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "MVN":
         p = lp.mvn_param
-        reject_unhonoured(p, ("normalize_variance", "across_channels", "eps"), what="mvn_param")
         x = inputs[0]
         if not 1 <= len(x) <= 4:
             raise ShapeError("MVN takes an input of 1 to 4 axes (Caffe's legacy num/channels view)", found=x)
@@ -299,7 +296,7 @@ def _bn_fork(lp: Any) -> str:
 
 
 layer("MVN", family="norm", label=("normalize_variance", "across_channels", "eps"),
-      honoured=("normalize_variance", "across_channels", "eps"),
+      honoured=("normalize_variance", "across_channels", "eps"), parameter="mvn_param",
       opencv_differs=OpenCVDifference("divides by sqrt(var + eps) where Caffe divides by sqrt(var) + eps",
                                       applies=lambda params: params.normalize_variance))(MVN)
 

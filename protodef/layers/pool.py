@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from ..symbolic import ceildiv, minimum
-from .common import enum_name, positive, reject_unhonoured, spatial
+from .common import enum_name, positive, spatial
 from .registry import OpenCVDifference, Shape, layer
 
 _POOL_FIELDS = ("pool", "pad", "pad_h", "pad_w", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h",
@@ -29,7 +29,6 @@ class Pooling:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Pooling":
         p = lp.pooling_param
-        reject_unhonoured(p, _POOL_FIELDS, what="pooling_param")
         x = inputs[0]
         if len(x) != 4:
             raise ShapeError("Pooling takes a 4-D input (N, C, H, W)", found=x)
@@ -89,7 +88,7 @@ def _pooled(size: int, k: int, s: int, p: int, clip: bool, ceil_mode: bool) -> i
 
 
 layer("Pooling", family="pool", label=("method", "kernel", "stride", "pad"), in_place_ok=False, outputs=(1, 2),
-      honoured=_POOL_FIELDS)(Pooling)
+      honoured=_POOL_FIELDS, parameter="pooling_param")(Pooling)
 
 
 _PSROI_FIELDS = ("spatial_scale", "output_dim", "group_size")
@@ -114,7 +113,6 @@ class PSROIPooling:
         if not all(p.HasField(f) for f in _PSROI_FIELDS):
             raise SchemaError("PSROIPooling needs psroi_pooling_param { spatial_scale output_dim group_size } (R-FCN "
                               "requires all three)")
-        reject_unhonoured(p, _PSROI_FIELDS, what="psroi_pooling_param")
         if p.output_dim <= 0 or p.group_size <= 0:
             raise SchemaError("psroi_pooling_param.output_dim and group_size must be positive",
                               found=(p.output_dim, p.group_size))
@@ -132,7 +130,7 @@ class PSROIPooling:
 
 layer("PSROIPooling", family="pool", source="R-FCN fork (daijifeng001/caffe-rfcn)",
       label=("output_dim", "group_size", "spatial_scale"), inputs=(2, 2), in_place_ok=False,
-      honoured=_PSROI_FIELDS)(PSROIPooling)
+      honoured=_PSROI_FIELDS, parameter="psroi_pooling_param")(PSROIPooling)
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,6 @@ class SPP:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "SPP":
         p = lp.spp_param
-        reject_unhonoured(p, ("pyramid_height", "pool"), what="spp_param")
         x = inputs[0]
         if len(x) != 4:
             raise ShapeError("SPP takes a 4-D input (N, C, H, W)", found=x)
@@ -188,7 +185,6 @@ class ROIPooling:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ROIPooling":
         p = lp.roi_pooling_param
-        reject_unhonoured(p, ("pooled_h", "pooled_w", "spatial_scale"), what="roi_pooling_param")
         if p.pooled_h <= 0 or p.pooled_w <= 0:
             raise SchemaError("roi_pooling_param.pooled_h and pooled_w must be positive",
                               found=(p.pooled_h, p.pooled_w))
@@ -203,9 +199,9 @@ class ROIPooling:
         return (rois[0], x[1], *self.pooled)
 
 
-layer("SPP", family="pool", label=("method",), in_place_ok=False, honoured=("pyramid_height", "pool"))(SPP)
+layer("SPP", family="pool", label=("method",), in_place_ok=False, honoured=("pyramid_height", "pool"), parameter="spp_param")(SPP)
 
 
 layer("ROIPooling", family="pool", source="py-faster-rcnn fork", label=("pooled", "spatial_scale"),
-      inputs=(2, 2), in_place_ok=False, honoured=("pooled_h", "pooled_w", "spatial_scale"),
+      inputs=(2, 2), in_place_ok=False, honoured=("pooled_h", "pooled_w", "spatial_scale"), parameter="roi_pooling_param",
       opencv_differs=OpenCVDifference("differs on boxes outside the image"))(ROIPooling)

@@ -112,7 +112,10 @@ class LayerSpec:
     loss_layer: bool = False           # a subclass of Caffe's LossLayer: its first top's loss_weight defaults to 1
     produces_input: bool = False       # data layers: their tops are net inputs
     in_place_ok: bool = True           # whether Caffe lets top == bottom
-    honoured: tuple[str, ...] = ()     # parameter fields honoured (for docs/layers.md)
+    # The LayerParameter field holding the type's settings (pooling_param) and the fields of it protodef honours:
+    # the build refuses any other field set to a non-default value, before from_proto runs.
+    parameter: str = ""
+    honoured: tuple[str, ...] = ()
     plugin: bool = False
     # Computes a new tensor its backward does not need, so an in-place activation may overwrite it (PyTorch).
     fresh_output: bool = False

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from ..symbolic import Condition, UndecidedSize, definitely
-from .common import blob_shape, canonical_axis, count, reject_unhonoured
+from .common import blob_shape, canonical_axis, count
 from .registry import Shape, layer
 
 
@@ -34,7 +34,6 @@ class Slice:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Slice":
         p = lp.slice_param
-        reject_unhonoured(p, ("axis", "slice_dim", "slice_point"), what="slice_param")
         if p.HasField("slice_dim") and p.HasField("axis"):
             raise SchemaError("give slice_param.axis or the legacy slice_dim, not both")
         x = inputs[0]
@@ -68,7 +67,6 @@ class Flatten:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Flatten":
         p = lp.flatten_param
-        reject_unhonoured(p, ("axis", "end_axis"), what="flatten_param")
         rank = len(inputs[0])
         start, end = canonical_axis(p.axis, rank), canonical_axis(p.end_axis, rank, what="end_axis")
         if end < start:
@@ -90,7 +88,6 @@ class Reshape:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Reshape":
         p = lp.reshape_param
-        reject_unhonoured(p, ("shape", "axis", "num_axes"), what="reshape_param")
         rank = len(inputs[0])
         # Caffe: axis may be rank (append); negative axes count from rank + 1.
         axis = p.axis + rank + 1 if p.axis < 0 else p.axis
@@ -149,7 +146,6 @@ class Crop:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Crop":
         p = lp.crop_param
-        reject_unhonoured(p, ("axis", "offset"), what="crop_param")
         x, reference = inputs
         if len(x) != len(reference):
             raise ShapeError("Crop inputs must have the same number of axes", expected=len(x), found=len(reference))
@@ -170,10 +166,10 @@ class Crop:
 
 
 layer("Split", family="reshape", outputs=(1, None), in_place_ok=False)(Split)
-layer("Slice", family="reshape", label=("axis",), outputs=(1, None), in_place_ok=False)(Slice)
-layer("Flatten", family="reshape", label=("axis",), in_place_ok=False)(Flatten)
-layer("Reshape", family="reshape", label=("dims",), in_place_ok=False)(Reshape)
-layer("Crop", family="reshape", label=("axis", "offsets"), inputs=(2, 2), in_place_ok=False)(Crop)
+layer("Slice", family="reshape", label=("axis",), outputs=(1, None), in_place_ok=False, honoured=("axis", "slice_dim", "slice_point"), parameter="slice_param")(Slice)
+layer("Flatten", family="reshape", label=("axis",), in_place_ok=False, honoured=("axis", "end_axis"), parameter="flatten_param")(Flatten)
+layer("Reshape", family="reshape", label=("dims",), in_place_ok=False, honoured=("shape", "axis", "num_axes"), parameter="reshape_param")(Reshape)
+layer("Crop", family="reshape", label=("axis", "offsets"), inputs=(2, 2), in_place_ok=False, honoured=("axis", "offset"), parameter="crop_param")(Crop)
 
 
 @dataclass(frozen=True)
@@ -189,7 +185,6 @@ class Flip:
         if len(inputs[0]) != 4:   # Caffe reads num/channels/height/width
             raise ShapeError("Flip takes a 4-D input (N, C, H, W)", found=inputs[0])
         p = lp.flip_param
-        reject_unhonoured(p, ("flip_width", "flip_height"), what="flip_param")
         return cls(p.flip_width, p.flip_height)
 
     def infer(self, x: Shape) -> Shape:
@@ -216,7 +211,7 @@ class BatchReindex:
 
 
 layer("Flip", family="reshape", source="AM-Softmax fork (happynear/caffe-windows)", label=("axes",),
-      in_place_ok=False, honoured=("flip_width", "flip_height"))(Flip)
+      in_place_ok=False, honoured=("flip_width", "flip_height"), parameter="flip_param")(Flip)
 layer("BatchReindex", family="reshape", inputs=(2, 2), in_place_ok=False)(BatchReindex)
 
 
@@ -231,7 +226,6 @@ class Tile:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Tile":
         p = lp.tile_param
-        reject_unhonoured(p, ("axis", "tiles"), what="tile_param")
         if p.tiles <= 0:
             raise SchemaError("tile_param.tiles must be positive", found=p.tiles)
         return cls(canonical_axis(p.axis, len(inputs[0])), p.tiles)
@@ -250,7 +244,6 @@ class ShuffleChannel:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ShuffleChannel":
         p = lp.shuffle_channel_param
-        reject_unhonoured(p, ("group",), what="shuffle_channel_param")
         x = inputs[0]
         if p.group <= 0:
             raise SchemaError("shuffle_channel_param.group must be positive", found=p.group)
@@ -263,6 +256,6 @@ class ShuffleChannel:
         return x
 
 
-layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"))(Tile)
+layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"), parameter="tile_param")(Tile)
 layer("ShuffleChannel", family="reshape", source="ShuffleNet fork", label=("group",), in_place_ok=False,
-      honoured=("group",))(ShuffleChannel)
+      honoured=("group",), parameter="shuffle_channel_param")(ShuffleChannel)

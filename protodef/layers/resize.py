@@ -28,7 +28,6 @@ class Interp:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Interp":
         p = lp.interp_param
-        reject_unhonoured(p, _INTERP_FIELDS, what="interp_param")
         x = inputs[0]
         if len(x) != 4:
             raise ShapeError("Interp takes a 4-D input (N, C, H, W)", found=x)
@@ -95,7 +94,6 @@ class Upsample:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Upsample":
         p = lp.upsample_param
-        reject_unhonoured(p, _UPSAMPLE_FIELDS, what="upsample_param")
         if len(inputs) == 1:
             return cls._nearest(p, inputs[0])
         x, mask = inputs
@@ -152,7 +150,6 @@ class Accum:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Accum":
         p = lp.accum_param
-        reject_unhonoured(p, _ACCUM_FIELDS, what="accum_param")
         for shape in inputs:
             if len(shape) != 4 or shape[0] != inputs[0][0]:
                 raise ShapeError("Accum inputs must be 4-D with the same batch size", expected=inputs[0],
@@ -183,11 +180,11 @@ class Accum:
 
 
 layer("Interp", family="resize", source="DeepLab v2 / PSPNet fork", label=("size",), in_place_ok=False,
-      honoured=_INTERP_FIELDS)(Interp)
+      honoured=_INTERP_FIELDS, parameter="interp_param")(Interp)
 layer("Upsample", family="resize", source="SegNet / ENet fork (two inputs); MobileNet-YOLO fork (one input)",
-      label=("size",), inputs=(1, 2), in_place_ok=False, honoured=_UPSAMPLE_FIELDS)(Upsample)
+      label=("size",), inputs=(1, 2), in_place_ok=False, honoured=_UPSAMPLE_FIELDS, parameter="upsample_param")(Upsample)
 layer("Accum", family="resize", source="FlowNet fork", label=("size",), inputs=(1, None), in_place_ok=False,
-      honoured=_ACCUM_FIELDS)(Accum)
+      honoured=_ACCUM_FIELDS, parameter="accum_param")(Accum)
 
 
 _RESAMPLE_FIELDS = ("width", "height", "type", "antialias",
@@ -219,7 +216,6 @@ class Resample:
         if len(inputs) == 1 and not (p.HasField("width") and p.HasField("height")):
             raise SchemaError("Resample with one input needs resample_param { width height } (FlowNet 2 reads the "
                               "size from a second input otherwise)")
-        reject_unhonoured(p, _RESAMPLE_FIELDS, what="resample_param")
         method = enum_name(p, "type")
         if method not in ("NEAREST", "LINEAR", "CUBIC"):
             raise SchemaError("Resample type must be NEAREST, LINEAR or CUBIC (FlowNet 2 aborts on the others)",
@@ -289,4 +285,4 @@ def _filter(method: str, d: np.ndarray) -> np.ndarray:
 
 
 layer("Resample", family="resize", source="FlowNet 2 fork", label=("size", "method"), inputs=(1, 2),
-      in_place_ok=False, honoured=_RESAMPLE_FIELDS)(Resample)
+      in_place_ok=False, honoured=_RESAMPLE_FIELDS, parameter="resample_param")(Resample)

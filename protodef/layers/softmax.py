@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError
-from .common import canonical_axis, count, reject_unhonoured
+from .common import canonical_axis, count
 from .registry import Shape, layer
 
 
@@ -17,7 +17,6 @@ class Softmax:
 
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Softmax":
-        reject_unhonoured(lp.softmax_param, ("axis",), what="softmax_param")
         return cls(canonical_axis(lp.softmax_param.axis, len(inputs[0])))
 
     def infer(self, x: Shape) -> Shape:
@@ -36,7 +35,6 @@ class ArgMax:
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "ArgMax":
         p = lp.argmax_param
-        reject_unhonoured(p, ("out_max_val", "top_k", "axis"), what="argmax_param")
         x = inputs[0]
         axis = canonical_axis(p.axis, len(x)) if p.HasField("axis") else None
         available = x[axis] if axis is not None else count(x[1:])
@@ -55,5 +53,5 @@ class ArgMax:
         return tuple(shape)
 
 
-layer("Softmax", family="softmax", label=("axis",))(Softmax)
-layer("ArgMax", family="softmax", label=("top_k", "axis"), in_place_ok=False)(ArgMax)
+layer("Softmax", family="softmax", label=("axis",), honoured=("axis",), parameter="softmax_param")(Softmax)
+layer("ArgMax", family="softmax", label=("top_k", "axis"), in_place_ok=False, honoured=("out_max_val", "top_k", "axis"), parameter="argmax_param")(ArgMax)
