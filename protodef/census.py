@@ -99,8 +99,8 @@ CENSUS: tuple[CensusEntry, ...] = (
     _refused("DataAugmentation", FLOWNET + "; " + OPENCV, NOT_YET, "at test time it subtracts a mean learned "
              "during training (its blobs) after an optional crop; augmentation_param (a 60-field message) is not "
              "in protodef's schema"),
-    _refused("Mean", FLOWNET, NOT_YET, "mean_param is not in protodef's schema, and its file form reads a mean "
-             "image from disk at run time"),
+    _implemented("Mean", FLOWNET, "the per-channel value form; the file form (a mean image read from disk when "
+                 "the net is set up) is refused"),
     _refused("Downsample", FLOWNET, TRAINING_ONLY, "FlowNet's nets use it only to shrink the ground-truth flow to "
              "each loss's scale"),
     *(_refused(t, FLOWNET, TRAINING_ONLY, "random augmentation or a loss, computed only while training")

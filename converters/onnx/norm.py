@@ -6,7 +6,7 @@ import onnx
 
 from protodef.errors import WeightsError
 from protodef.ir import Layer
-from protodef.layers.norm import BN, LRN, MVN, NORM_L2_EPS, BatchNorm, Scale
+from protodef.layers.norm import Mean, BN, LRN, MVN, NORM_L2_EPS, BatchNorm, Scale
 
 from .registry import OnnxContext, onnx_converter
 
@@ -235,3 +235,21 @@ def batch_normalise(layer: Layer, ctx: OnnxContext, source: str, output: str) ->
     return nodes + [ctx.node("Add", [variance, ctx.scalar(layer, "eps", p.eps)], [shifted], layer, "eps"),
                     ctx.node("Sqrt", [shifted], [root], layer, "std"),
                     ctx.node("Div", [centred, root], [output], layer, "normalise")]
+
+
+@onnx_converter("Mean")
+def mean(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+    """output_scale * (input_scale * x + offset[c]) for each input, as Caffe computes it (float32)."""
+    p: Mean = layer.params
+    nodes = []
+    for index, (source, target) in enumerate(zip(layer.inputs, layer.outputs)):
+        shape = ctx.shape(source)
+        offsets = ctx.initializer(layer, f"offsets{index}", per_channel(p.channel_offsets(int(shape[1])), len(shape)))
+        scaled, shifted = ctx.tensor(layer, f"scaled{index}"), ctx.tensor(layer, f"shifted{index}")
+        nodes += [ctx.node("Mul", [ctx.value(source), ctx.scalar(layer, "input_scale", p.input_scale)], [scaled],
+                           layer, f"input_scale{index}"),
+                  ctx.node("Add", [scaled, offsets], [shifted], layer, f"offset{index}"),
+                  ctx.node("Mul", [shifted, ctx.scalar(layer, "output_scale", p.output_scale)], [ctx.value(target)],
+                           layer, f"output_scale{index}")]
+    return nodes
+

@@ -2,6 +2,8 @@
 (what the folding passes leave of BatchNorm and Scale)."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 from torch import nn
@@ -105,3 +107,12 @@ def bn(layer: Layer, ctx: TorchContext) -> Lowered:
     if p.batch_statistics:
         return with_weights(module, layer, weight=slope, bias=bias)
     return with_weights(module, layer, weight=slope, bias=bias, running_mean=mean, running_var=variance)
+
+
+@torch_converter("Mean")
+def mean(layer: Layer, ctx: TorchContext) -> Lowered:
+    """output_scale * (input_scale * x + offset[c]) for each input; one input gives one tensor."""
+    p = layer.params
+    module = ctx.module(modules.ChannelMean, list(p.offsets), p.input_scale, p.output_scale)
+    return [Step(module, packed=True)] + ([Step(operator.getitem, (0,))] if len(layer.outputs) == 1 else [])
+

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SchemaError, ShapeError, UnsupportedError
+from ..symbolic import definitely
 from .common import ConstantFiller, canonical_axis, enum_name, reject_unhonoured
 from .registry import OpenCVDifference, Shape, layer
 
@@ -323,3 +324,45 @@ class ChannelAffine:
 
     def weight_shapes(self, x: Shape) -> list[Shape]:
         return [(self.channels,), (self.channels,)]
+
+
+@dataclass(frozen=True)
+class Mean:
+    """FlowNet 2 mean_layer.cpp, for each input: top = output_scale * (input_scale * bottom + mean_scale * m[c]),
+    m[c] = value[c % len(value)] (negated for SUBTRACT) on channel axis 1; as many tops as bottoms."""
+
+    offsets: tuple[float, ...]    # mean_scale * (+/-) value, one per value: repeated over the channels
+    input_scale: float
+    output_scale: float
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Mean":
+        p = lp.mean_param
+        if p.HasField("file"):
+            raise SchemaError("Mean with mean_param.file (a mean image read from disk when the net is set up) is not "
+                              "supported: give the per-channel means as mean_param.value", found=p.file)
+        if not p.value:
+            raise SchemaError("Mean needs mean_param.value (one or more per-channel means)")
+        if len(lp.top) != len(lp.bottom):
+            raise ShapeError("Mean has one top per bottom", expected=len(lp.bottom), found=len(lp.top))
+        for x in inputs:
+            if not 2 <= len(x) <= 4 or definitely(x[1] % len(p.value) != 0):
+                raise ShapeError("Mean takes 2- to 4-D inputs whose channels are a multiple of the number of values",
+                                 expected=f"(N, {len(p.value)}k, ...)", found=x)
+        sign = -1.0 if enum_name(p, "operation") == "SUBTRACT" else 1.0
+        scale = np.float32(p.mean_scale)
+        offsets = tuple(float(scale * np.float32(sign * v)) for v in p.value)   # Caffe: float arithmetic
+        return cls(offsets, float(p.input_scale), float(p.output_scale))
+
+    def infer(self, *inputs: Shape) -> Shape | list[Shape]:
+        return list(inputs) if len(inputs) > 1 else inputs[0]
+
+    def channel_offsets(self, channels: int) -> np.ndarray:
+        """The offset of each of `channels` channels (float32)."""
+        return np.resize(np.asarray(self.offsets, np.float32), channels)
+
+
+layer("Mean", family="norm", source="FlowNet 2 fork", label=("input_scale", "output_scale"), inputs=(1, None),
+      outputs=(1, None), in_place_ok=False, parameter="mean_param",
+      honoured=("operation", "file", "value", "mean_scale", "input_scale", "output_scale"))(Mean)
+

@@ -202,3 +202,22 @@ class CaffeBatchNorm(nn.Module):
         self.mean.mul_(maf).add_(batch_mean)
         self.variance.mul_(maf).add_(batch_variance)
         return y
+
+
+class ChannelMean(nn.Module):
+    """FlowNet 2's Mean: output_scale * (input_scale * x + offsets[c % len(offsets)]) on axis 1 of each input."""
+
+    def __init__(self, offsets: List[float], input_scale: float, output_scale: float):
+        super().__init__()
+        self.offsets = offsets
+        self.input_scale = input_scale
+        self.output_scale = output_scale
+
+    def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        results: List[torch.Tensor] = []
+        for x in inputs:
+            values = torch.tensor(self.offsets, dtype=x.dtype, device=x.device)
+            offsets = values.repeat(x.shape[1] // len(self.offsets)).reshape([-1] + [1] * (x.dim() - 2))
+            results.append((x * self.input_scale + offsets) * self.output_scale)
+        return results
+
