@@ -23,7 +23,8 @@ from .targets import Target
 Converter = Callable[[onnx.NodeProto, "ExportContext"], list["CaffeLayer"]]
 
 # The same Registry type as the layer specs' and the other backends' tables, keyed by ONNX op type here.
-CAFFE_CONVERTERS: Registry[Converter] = Registry("Caffe converter", "converters.caffe.families")
+CAFFE_CONVERTERS: Registry[Converter] = Registry("Caffe converter", "converters.caffe", families=(
+    "activation", "arith", "conv", "dense", "norm", "pad", "pool", "reduce", "reshape", "resize", "softmax"))
 
 
 def caffe_converter(*op_types: str) -> Callable[[Converter], Converter]:

@@ -6,7 +6,7 @@ import onnx
 
 from protodef.errors import WeightsError
 from protodef.ir import Layer
-from protodef.layers.norm import Mean, BN, LRN, MVN, NORM_L2_EPS, BatchNorm, Scale
+from protodef.layers.norm import BN, LRN, MVN, NORM_L2_EPS, BatchNorm, Mean, Scale
 
 from .registry import OnnxContext, onnx_converter
 

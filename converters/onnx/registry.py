@@ -14,13 +14,13 @@ from onnx import helper, numpy_helper
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer, Net, Shape, Value
-from protodef.layers.registry import Registry
+from protodef.layers.registry import NetContext, Registry
 from protodef.symbolic import Dim
 
 Converter = Callable[[Layer, "OnnxContext"], list[onnx.NodeProto]]
 
 # Built-in converters and plugins' alike, keyed by the spec's type (an alias finds its spec's converter).
-ONNX_CONVERTERS: Registry[Converter] = Registry("ONNX converter", "converters.onnx.families")
+ONNX_CONVERTERS: Registry[Converter] = Registry("ONNX converter", "converters.onnx")
 
 # Which of a layer's weight blobs a plain initializer name means (Caffe's blob order).
 _BLOB_INDEX = {"weight": 0, "bias": 1}
@@ -41,11 +41,11 @@ def value_names(net: Net) -> dict[Value, str]:
     return {v: net.value_name(v) for v in values}
 
 
-class OnnxContext:
+class OnnxContext(NetContext):
     """What a converter may ask for: value names, initializers, fresh names, opset-dependent node builders."""
 
     def __init__(self, net: Net, *, opset: int, dynamic_batch: bool):
-        self.net = net
+        super().__init__(net)
         self.opset = opset
         self.dynamic_batch = dynamic_batch
         self.initializers: list[onnx.TensorProto] = []
@@ -59,15 +59,6 @@ class OnnxContext:
     def value(self, value: Value) -> str:
         """The ONNX name of an IR value: the Caffe blob name (`blob@k` for overwritten versions)."""
         return self._value_names[value]
-
-    def shape(self, value: Value) -> Shape:
-        return self.net.shape(value)
-
-    def input_shape(self, layer: Layer, index: int = 0) -> Shape:
-        return self.net.shape(layer.inputs[index])
-
-    def output_shape(self, layer: Layer, index: int = 0) -> Shape:
-        return self.net.shape(layer.outputs[index])
 
     # ---- names ----------------------------------------------------------------------------------------
     def fresh(self, base: str) -> str:

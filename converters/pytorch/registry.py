@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from protodef.errors import WeightsError
-from protodef.ir import Layer, Net, Shape, Value
-from protodef.layers.registry import Registry
+from protodef.ir import Layer, Net
+from protodef.layers.registry import NetContext, Registry
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ Lowered = Union[nn.Module, Step, list, None]
 Converter = Callable[[Layer, "TorchContext"], Lowered]
 
 # Built-in converters and plugins' alike, keyed by the spec's type (an alias finds its spec's converter).
-TORCH_CONVERTERS: Registry[Converter] = Registry("PyTorch converter", "converters.pytorch.families")
+TORCH_CONVERTERS: Registry[Converter] = Registry("PyTorch converter", "converters.pytorch")
 
 
 def torch_converter(type_name: str) -> Callable[[Converter], Converter]:
@@ -70,21 +70,12 @@ class Constructor:
     kwargs: dict
 
 
-class TorchContext:
+class TorchContext(NetContext):
     """What a converter may ask for: shapes, modules whose construction is recorded, later layers it computes."""
 
     def __init__(self, net: Net):
-        self.net = net
+        super().__init__(net)
         self.constructors: dict[int, Constructor] = {}   # id(module) -> how it was made
-
-    def shape(self, value: Value) -> Shape:
-        return self.net.shape(value)
-
-    def input_shape(self, layer: Layer, index: int = 0) -> Shape:
-        return self.net.shape(layer.inputs[index])
-
-    def output_shape(self, layer: Layer, index: int = 0) -> Shape:
-        return self.net.shape(layer.outputs[index])
 
     def module(self, cls: type, *args: Any, **kwargs: Any) -> nn.Module:
         """`cls(*args, **kwargs)`, remembered so that the generated source makes the same module."""

@@ -21,9 +21,10 @@ class Registry(Generic[Entry]):
     replaces on purpose, and removing it brings back what it replaced); the modules that register the
     built-in entries are imported on first use, so importing a table costs nothing."""
 
-    def __init__(self, what: str, modules: str):
+    def __init__(self, what: str, package: str, families: tuple[str, ...] | None = None):
         self.what = what                    # "layer spec", "ONNX converter", ...: for error messages
-        self.modules = modules              # the module whose import registers every built-in entry
+        self.package = package              # its modules register the built-in entries when imported:
+        self.families = families            # one per family (FAMILIES by default; a package may lack some)
         self._entries: dict[str, Entry] = {}
         self._replaced: dict[str, list[Entry]] = {}
         self._loading = False
@@ -33,7 +34,8 @@ class Registry(Generic[Entry]):
         if not self._loaded and not self._loading:
             self._loading = True
             try:
-                importlib.import_module(self.modules)
+                for family in self.families or FAMILIES:
+                    _import_if_present(f"{self.package}.{family}")
                 self._loaded = True
             finally:
                 self._loading = False
@@ -87,6 +89,30 @@ class Registry(Generic[Entry]):
         return list(self._entries.items())
 
 
+def _import_if_present(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:     # a module that is there but fails to import is a bug, not an absent family
+            raise
+
+
+class NetContext:
+    """What every backend's converters ask of the net they lower: its values' shapes."""
+
+    def __init__(self, net: Any):
+        self.net = net
+
+    def shape(self, value: Any) -> Shape:
+        return self.net.shape(value)
+
+    def input_shape(self, layer: Any, index: int = 0) -> Shape:
+        return self.net.shape(layer.inputs[index])
+
+    def output_shape(self, layer: Any, index: int = 0) -> Shape:
+        return self.net.shape(layer.outputs[index])
+
+
 @dataclass(frozen=True)
 class OpenCVDifference:
     """Where OpenCV's dnn computes something other than Caffe for this type (docs/opencv-differences.md):
@@ -136,7 +162,7 @@ class _SpecRegistry(Registry[LayerSpec]):
     """The layer specs, where an alias finds the spec it spells."""
 
     def __init__(self) -> None:
-        super().__init__("layer spec", "protodef.layers.families")
+        super().__init__("layer spec", "protodef.layers")
         self._aliases: dict[str, str] = {}
 
     def register(self, type_name: str, entry: LayerSpec, *, replace: bool = False) -> LayerSpec:
@@ -184,4 +210,5 @@ def spec_of(type_name: str) -> LayerSpec | None:
     return LAYER_SPECS.get(type_name)
 
 
-__all__ = ["FAMILIES", "LAYER_SPECS", "LayerSpec", "OpenCVDifference", "Registry", "Shape", "layer", "spec_of"]
+__all__ = ["FAMILIES", "LAYER_SPECS", "LayerSpec", "NetContext", "OpenCVDifference", "Registry", "Shape", "layer",
+           "spec_of"]
