@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run every backend on the same inputs and compare, blob by blob")
     _net_options(check)
     check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--all", dest="every_blob", action="store_true",
+                       help="also print every blob compared, with each backend's difference")
     return parser
 
 
@@ -192,7 +194,7 @@ def run_check(args: argparse.Namespace) -> int:
     from .check import check_net, format_report
     net = read_from_args(args, init="random" if not args.weights else "fillers")
     report = check_net(net, seed=args.seed, prototxt=args.prototxt, weights=args.weights)
-    print(format_report(report))
+    print(format_report(report, every_blob=args.every_blob))
     return 0 if report.ok else 1
 
 
