@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
   protodef check deploy.prototxt --seed 3              # random weights and inputs""")
     _net_options(check)
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    check.add_argument("--all", dest="every_blob", action="store_true",
+                       help="also print every blob compared, with each backend's difference")
 
     weights = _subcommand(sub, "weights", "write a caffemodel of made-up weights, for testing pipelines", """\
   protodef weights deploy.prototxt -o fillers.caffemodel           # Caffe's fillers, as an untrained net
@@ -347,7 +349,7 @@ def run_check(args: argparse.Namespace) -> int:
     from .check import check_net, format_report
     net = read_from_args(args, init="random" if not args.weights else "fillers")
     report = check_net(net, seed=args.seed, prototxt=args.prototxt, weights=args.weights)
-    print(format_report(report))
+    print(format_report(report, every_blob=args.every_blob))
     return 0 if report.ok else 1
 
 

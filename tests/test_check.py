@@ -20,7 +20,8 @@ layer { name: "squash" type: "TanH" bottom: "odd" top: "out" }
 
 
 def test_check_passes_on_the_tiny_sample(capsys):
-    code = main(["check", str(SAMPLES / "tiny" / "tiny.prototxt"), "--weights", str(SAMPLES / "tiny" / "tiny.caffemodel")])
+    code = main(["check", str(SAMPLES / "tiny" / "tiny.prototxt"), "--weights", str(SAMPLES / "tiny" / "tiny.caffemodel"),
+                 "--all"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "reference: opencv" in out and "compared blobs agree" in out

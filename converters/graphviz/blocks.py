@@ -9,11 +9,14 @@ net's overall shape rather than a block, and a region inside another block belon
 Blocks joined by plain chains of layers form a chain; a stage is a run of chained blocks at one spatial size
 (ResNet's res2 ... res5), split again where a block changing the shape follows repeats (a dilated ResNet's
 res4 after res3). Consecutive blocks with the same layer types, parameters and wiring are repeats (res2b,
-res2c). Names come from the layer names only after the structure is found.
+res2c). Names come from the layer names only after the structure is found, and say what a block holds: a
+name most of its layers share, else its first and last layer and how many layers lie between them
+("conv5_1 … fuse_pool4 (16 layers)"), never one layer's name standing for all of them.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Hashable
 
@@ -33,6 +36,8 @@ class Block:
     nodes: tuple[str, ...]     # stack names in execution order; the last is the merge that ends the block
     entry: str                 # the node outside the block that every path into it comes from
     signature: Hashable        # layer types, parameters and wiring, not names
+    layer_count: int = 0       # Caffe layers inside, those stacked on others included
+    named: bool = True         # False: its layers share no name, so `name` spans its first to its last
 
     @property
     def exit(self) -> str:
@@ -48,6 +53,9 @@ class Run:
     @property
     def name(self) -> str:
         names = [block.name for block in self.blocks]
+        if len(names) > 1 and not all(block.named for block in self.blocks):
+            return span_name(self.blocks[0].nodes[0], self.blocks[-1].exit,
+                             sum(block.layer_count for block in self.blocks))
         return ", ".join(names) if len(names) <= 2 else f"{names[0]} … {names[-1]}"
 
 
@@ -91,11 +99,10 @@ def find_blocks(net: Net, stacks: StackGraph | None = None) -> Structure:
         # A region holding most of the net is its overall shape (an FCN's skip connections), not a block.
         if 2 * len(inside) <= len(stacks.stacks):
             regions.append((entry, tuple(sorted(inside, key=order.__getitem__))))
-    blocks = [_make_block(stacks, entry, nodes) for entry, nodes in _outermost(regions)]
+    prefixes = prefix_counts(stacks.stacks)
+    blocks = [_make_block(stacks, entry, nodes, prefixes) for entry, nodes in _outermost(regions)]
     blocks.sort(key=lambda block: order[block.exit])
-    names = [block.name for block in blocks]
-    # A prefix several blocks share (DPN's "dpn") names none of them: the merge's own name does.
-    blocks = [block if names.count(block.name) == 1 else replace(block, name=block.exit) for block in blocks]
+    blocks = _rename_shared(blocks, prefixes)
     runs, stages = _group(stacks, net, blocks)
     return Structure(tuple(blocks), tuple(stages), tuple(runs))
 
@@ -120,8 +127,29 @@ def _outermost(regions: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, tu
     return kept
 
 
-def _make_block(stacks: StackGraph, entry: str, nodes: tuple[str, ...]) -> Block:
-    return Block(_block_name(nodes), nodes, entry, _signature(stacks, entry, nodes))
+def _make_block(stacks: StackGraph, entry: str, nodes: tuple[str, ...], prefixes: Counter) -> Block:
+    count = _layer_count(stacks, nodes)
+    name = _block_name(nodes) or own_prefix(nodes, prefixes)
+    return Block(name or span_name(nodes[0], nodes[-1], count), nodes, entry, _signature(stacks, entry, nodes),
+                 count, bool(name))
+
+
+def _layer_count(stacks: StackGraph, nodes) -> int:
+    return sum(len(stacks.stacks[node].layers) for node in nodes)
+
+
+def _rename_shared(blocks: list[Block], prefixes: Counter) -> list[Block]:
+    """A name several blocks got (DPN's "dpn") names none of them, unless it is the block's merge (PSPNet's
+    conv5_3, a residual block, before the pyramid pooling named conv5_3_pool1 ... conv5_3_concat)."""
+    names = Counter(block.name for block in blocks)
+    renamed = []
+    for block in blocks:
+        if names[block.name] > 1 and block.name != block.exit:
+            name = own_prefix(block.nodes, prefixes)
+            block = replace(block, name=name or span_name(block.nodes[0], block.exit, block.layer_count),
+                            named=bool(name))
+        renamed.append(block)
+    return renamed
 
 
 def _signature(stacks: StackGraph, entry: str, nodes: tuple[str, ...]) -> Hashable:
@@ -143,7 +171,7 @@ def _param_values(params: object) -> str:
 
 def _block_name(nodes: tuple[str, ...]) -> str:
     """The longest prefix of the merge's name that most of the block's layers share ("res2a" of res2a_branch1,
-    res2a_branch2a, ..., res2a; "resx2" even when ShuffleNet's shuffle2 is among them), or else the merge's name."""
+    res2a_branch2a, ..., res2a; "resx2" even when ShuffleNet's shuffle2 is among them), or "" when there is none."""
     merge = nodes[-1]
     for end in range(len(merge), 1, -1):
         if not _at_boundary(merge, end):
@@ -152,7 +180,33 @@ def _block_name(nodes: tuple[str, ...]) -> str:
         sharing = sum(1 for name in nodes if name.startswith(prefix) and _at_boundary(name, end))
         if 2 * sharing >= len(nodes) and sharing > 1:
             return prefix.rstrip(_SEPARATORS) or merge
-    return merge
+    return ""
+
+
+def own_prefix(names, prefixes: Counter) -> str:
+    """A name most of `names` share up to a separator and no other layer has, or "": DenseNet's conv2_1 of
+    conv2_1/x1/bn, conv2_1/x1, conv2_1/x2 and concat_2_1. Prefixes that end where letters meet digits are
+    not names: SegNet's "conv" of conv4_1 ... conv4_1_D."""
+    names = list(names)
+    mine = prefix_counts(names)
+    owned = [(sharing, len(prefix), prefix) for prefix, sharing in mine.items()
+             if sharing > 1 and 2 * sharing >= len(names) and prefixes[prefix] == sharing]
+    return max(owned)[2] if owned else ""
+
+
+def prefix_counts(names) -> Counter:
+    """For every prefix that ends at a separator or a name's end (without the separator), how many of `names`
+    have it."""
+    counts: Counter = Counter()
+    for name in names:
+        counts.update({name[:end] for end in range(2, len(name) + 1)
+                       if end == len(name) or name[end] in _SEPARATORS and name[end - 1] not in _SEPARATORS})
+    return counts
+
+
+def span_name(first: str, last: str, layer_count: int) -> str:
+    """The name of layers that share none: where they start and end, and how many they are."""
+    return f"{first} … {last} ({layer_count} layers)"
 
 
 def common_name(names) -> str:
@@ -183,12 +237,23 @@ def _group(stacks: StackGraph, net: Net, blocks: list[Block]) -> tuple[list[Run]
             if sum(len(run.blocks) for run in part) > 1:
                 between = tuple(node for run in part for block in run.blocks for node in chain[block])
                 between = between[len(chain[part[0].blocks[0]]):]   # what leads into a stage is outside it
-                stages.append(Stage(common_name(block.name for run in part for block in run.blocks), tuple(part),
-                                    between))
-    names = [stage.name for stage in stages]
-    # A prefix shared with another stage (SqueezeNet's "fire") names neither: use the first and last block.
-    return runs, [stage if stage.name and names.count(stage.name) == 1
-                  else replace(stage, name=f"{stage.blocks[0].name} … {stage.blocks[-1].name}") for stage in stages]
+                stages.append(_make_stage(stacks, blocks, tuple(part), between))
+    return runs, stages
+
+
+def _make_stage(stacks: StackGraph, every_block: list[Block], runs: tuple[Run, ...],
+                between: tuple[str, ...]) -> Stage:
+    blocks = [block for run in runs for block in run.blocks]
+    if not all(block.named for block in blocks):
+        nodes = [node for block in blocks for node in block.nodes] + list(between)
+        return Stage(span_name(blocks[0].nodes[0], blocks[-1].exit, _layer_count(stacks, nodes)), runs, between)
+    name = common_name(block.name for block in blocks)
+    # A prefix that blocks outside the stage have too (SqueezeNet's "fire", ENet's "conv") names it not: its
+    # first and last block do.
+    others = [block.name for block in every_block if block.named and block not in blocks]
+    if not name or any(other.startswith(name) and _at_boundary(other, len(name)) for other in others):
+        name = f"{blocks[0].name} … {blocks[-1].name}"
+    return Stage(name, runs, between)
 
 
 def _chains(stacks: StackGraph, net: Net, blocks: list[Block]) -> list[dict[Block, tuple[str, ...]]]:

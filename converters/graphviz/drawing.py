@@ -3,6 +3,7 @@ edges, a legend), and the file writer."""
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def draw(net: Net, *, rankdir: str = "TB", collapse: bool = False, shapes: bool 
     structure = find_blocks(net, stacks)
     canvas = _Canvas(net, stacks, graphviz.Digraph(
         name=net.name or "net",
-        graph_attr={**GRAPH_ATTRS, "rankdir": rankdir, "labelloc": "t"},
+        graph_attr={**GRAPH_ATTRS, "rankdir": rankdir, "labelloc": "t", "labeljust": _TITLE_SIDE[rankdir]},
         node_attr=NODE_ATTRS, edge_attr=EDGE_ATTRS))
     canvas.spine.update(nx.dag_longest_path(nx.DiGraph(stacks.graph)))
     _draw_nodes(canvas, structure, collapse)
@@ -49,16 +50,25 @@ def draw(net: Net, *, rankdir: str = "TB", collapse: bool = False, shapes: bool 
     return canvas.graph
 
 
+# Where the title and legend go: above where the net starts, where reading starts. A net drawn left to right is
+# far wider than high (ResNet-50: 17,900 by 380 pixels), and a title centred over it is lost in the middle.
+_TITLE_SIDE = {"TB": "c", "BT": "c", "LR": "l", "RL": "r"}
+
+
 def save_drawing(net: Net, output: str | os.PathLike, *, fmt: str = "svg", rankdir: str = "TB",
                  collapse: bool = False, shapes: bool = True) -> str | None:
     """Write the drawing to `output` as svg, png, pdf or dot. Without graphviz's `dot` program, write the DOT
-    source beside `output` instead and return a one-line message saying so (None when `output` was written)."""
+    source beside `output` instead and return a one-line message saying so; a PNG too large for a bitmap is
+    scaled down to fit, and the message says what draws it at full size (None when `output` was written as
+    asked)."""
     if fmt not in FORMATS:
         raise UnsupportedError("unknown drawing format", expected=" or ".join(FORMATS), found=fmt)
     graph = draw(net, rankdir=rankdir, collapse=collapse, shapes=shapes)
     if fmt == "dot":
         atomic_write(output, graph.source)
         return None
+    if fmt == "png":
+        graph.graph_attr.update(dpi=str(_PNG_DPI), size=f"{_PNG_PIXELS / _PNG_DPI:.2f},{_PNG_PIXELS / _PNG_DPI:.2f}")
     try:
         data = graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound:
@@ -70,7 +80,22 @@ def save_drawing(net: Net, output: str | os.PathLike, *, fmt: str = "svg", rankd
         raise OutputError(f"graphviz could not render {fmt}: {message[0] if message else error}",
                           where=str(output)) from None
     atomic_write(output, data)
-    return None
+    return _scaled_note(data, output) if fmt == "png" else None
+
+
+# cairo, which draws graphviz's PNGs, takes at most 32,767 pixels a side (SENet-154 drawn whole is 42,000 high);
+# past that dot shrinks the picture with a warning on stderr. Giving graphviz the largest size up front shrinks
+# it the same way, quietly, and leaves the one line saying so, and what to do instead, to us.
+_PNG_PIXELS = 32_000
+_PNG_DPI = 96
+
+
+def _scaled_note(png: bytes, output: str | os.PathLike) -> str | None:
+    width, height = struct.unpack(">II", png[16:24])     # the IHDR chunk, first in every PNG
+    if max(width, height) < 0.99 * _PNG_PIXELS:
+        return None
+    return (f"wrote {output} ({width}×{height}), scaled down to fit a PNG's size limit: --collapse draws "
+            f"repeated blocks as one node each, and --format svg or pdf has no such limit")
 
 
 @dataclass

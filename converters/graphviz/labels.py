@@ -5,6 +5,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Callable
 
+import numpy as np
+
 from protodef.ir import Layer, Net, NetInput, Value
 from protodef.layers.common import is_proto_default
 
@@ -93,11 +95,24 @@ def _field_text(layer_type: str, field: str, value: Any) -> str | None:
     words = field.replace("_", " ")
     if isinstance(value, bool):
         return words if value else None
-    if isinstance(value, float):
-        return f"{words} {value:g}"
     if isinstance(value, tuple):
-        return f"{words} {','.join(map(str, value))}"
-    return f"{words} {value}"
+        return f"{words} {','.join(map(number_text, value))}" if value else None
+    return f"{words} {number_text(value)}"
+
+
+def number_text(value: Any) -> str:
+    """A number as a person writes it. Caffe's floats are float32, so a float is the shortest decimal that reads
+    back as the same float32 (60, 0.0001, 0.00390625; never 0.3333333432674408), and one that still needs
+    more than 6 digits is a computed value (SSD's flipped aspect ratio 1/3) shown to 4: 0.3333."""
+    if not isinstance(value, float):
+        return str(value)
+    single = np.float32(value)
+    if single != 0 and not 1e-4 <= abs(single) < 1e6:
+        shortest = np.format_float_scientific(single, trim="-", exp_digits=1)
+    else:
+        shortest = np.format_float_positional(single, trim="-")
+    digits = len(shortest.split("e")[0].lstrip("-0.").replace(".", ""))
+    return shortest if digits <= 6 else f"{float(single):.4g}"
 
 
 # ---- HTML labels ----------------------------------------------------------------------------------------------

@@ -216,16 +216,51 @@ class YoloDetectionOutput(nn.Module):
             scores.append(score[where[:, 0], where[:, 1], where[:, 2], where[:, 3], where[:, 4]])
             labels.append(where[:, 4])
 
-    def overlaps(self, box: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-        """The YOLO layers' box_iou on (x, y, w, h) boxes: the union is w * h + w' * h' - intersection."""
-        left = torch.maximum(box[0] - box[2] / 2, others[:, 0] - others[:, 2] / 2)
-        right = torch.minimum(box[0] + box[2] / 2, others[:, 0] + others[:, 2] / 2)
-        top = torch.maximum(box[1] - box[3] / 2, others[:, 1] - others[:, 3] / 2)
-        bottom = torch.minimum(box[1] + box[3] / 2, others[:, 1] + others[:, 3] / 2)
+    def overlaps(self, boxes: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+        """The YOLO layers' box_iou on (x, y, w, h) boxes, of each of `boxes` (rows) with each of `others`
+        (columns): the union is w * h + w' * h' - intersection."""
+        a, b = boxes[:, None, :], others[None, :, :]
+        left = torch.maximum(a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2)
+        right = torch.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2)
+        top = torch.maximum(a[..., 1] - a[..., 3] / 2, b[..., 1] - b[..., 3] / 2)
+        bottom = torch.minimum(a[..., 1] + a[..., 3] / 2, b[..., 1] + b[..., 3] / 2)
         w = right - left
         h = bottom - top
         inter = torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
-        return inter / (box[2] * box[3] + others[:, 2] * others[:, 3] - inter)
+        return inter / (a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter)
+
+    def greedy(self, box: torch.Tensor) -> torch.Tensor:
+        """Caffe's greedy NMS over boxes sorted best first: the positions kept, each suppressing the later
+        boxes it overlaps by nms_threshold or more. Taken in blocks (every kept box against a block at once,
+        then the block's own boxes one by one against a small matrix), the same decisions cost a few hundred
+        tensor operations instead of a dozen for each box kept, which with 9,000 kept took minutes."""
+        kept = torch.zeros([0], dtype=torch.long, device=box.device)
+        block = 256
+        for start in range(0, box.shape[0], block):
+            part = box[start:start + block]
+            alive = torch.ones([part.shape[0]], dtype=torch.bool, device=box.device)
+            if kept.shape[0] > 0:
+                alive = ~torch.any(self.overlaps(box[kept], part) >= self.nms_threshold, dim=0)
+            within = self.overlaps(part, part) >= self.nms_threshold
+            chosen: List[int] = []
+            for j in range(part.shape[0]):
+                if bool(alive[j]):
+                    chosen.append(j)
+                    alive = alive & ~within[j]
+            kept = torch.cat([kept, start + torch.tensor(chosen, dtype=torch.long, device=box.device)])
+        return kept
+
+    def first_copies(self, box: torch.Tensor) -> torch.Tensor:
+        """Positions of the candidates whose box no candidate before them has. A later copy of a box never
+        survives greedy NMS: the first copy suppresses it (IoU 1) if kept, and whatever suppressed the first
+        copy suppresses it too (same IoU). YOLOv3 repeats each box once per class above the threshold, so with
+        untrained weights (80 classes, every score ~0.25) this turns 1.8 M candidates at 608x608 into 23 k
+        and NMS from hours into seconds. A box without area (IoU 0/0) is kept as its own."""
+        position = torch.arange(box.shape[0], device=box.device)
+        distinct, copy_of = torch.unique(box, dim=0, return_inverse=True)
+        first = torch.full([distinct.shape[0]], box.shape[0], dtype=position.dtype, device=box.device)
+        first = first.scatter_reduce(0, copy_of, position, "amin")
+        return position[(first[copy_of] == position) | ~(box[:, 2] * box[:, 3] > 0)]
 
     def forward(self, x0: torch.Tensor, x1: Optional[torch.Tensor] = None, x2: Optional[torch.Tensor] = None,
                 x3: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -243,17 +278,13 @@ class YoloDetectionOutput(nn.Module):
         score = torch.cat(scores)
         label = torch.cat(labels)
         remaining = torch.sort(score, descending=True, stable=True).indices
-        kept: List[torch.Tensor] = []
-        while remaining.shape[0] > 0:
-            best = remaining[0]
-            kept.append(best)
-            rest = remaining[1:]
-            remaining = rest[~(self.overlaps(box[best], box[rest]) >= self.nms_threshold)]
-        if len(kept) == 0:
+        if self.nms_threshold < 0.999:
+            remaining = remaining[self.first_copies(box[remaining])]
+        index = remaining[self.greedy(box[remaining])]
+        if index.shape[0] == 0:
             empty = torch.full([x0.shape[0], 7], -1.0, dtype=x0.dtype, device=x0.device)
             empty[:, 0] = torch.arange(x0.shape[0], dtype=x0.dtype, device=x0.device)
             return empty.reshape(1, 1, -1, 7)
-        index = torch.stack(kept)
         b = box[index]
         corners = torch.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2,
                                b[:, 1] + b[:, 3] / 2], dim=1)
