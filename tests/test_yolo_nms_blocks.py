@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import reference_detection as reference
-from converters.pytorch.detection_modules import YoloDetectionOutput
+from converters.pytorch.modules.detection import YoloDetectionOutput
 from support import assert_close
 
 BIASES = [10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319]
