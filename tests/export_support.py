@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from support import assert_close
+from test_onnx import opencv_forward, run_onnx
 
 from converters.caffe import to_caffe
 from protodef.api import read_net, to_onnx
-from support import assert_close
-from test_onnx import opencv_forward, run_onnx
 
 
 def onnx_model(nodes, inputs: dict, outputs: list[str], constants: dict | None = None, opset: int = 17

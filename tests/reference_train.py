@@ -32,7 +32,6 @@ softmax_loss_layer .cpp, forward and backward.
 from __future__ import annotations
 
 import numpy as np
-
 from reference_layers import caffe_pool
 
 F64 = np.float64

@@ -9,10 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from support import CORPUS, REPO, write_net
 
 import protodef
 from protodef.check import CheckReport, check_net, format_report
-from support import CORPUS, REPO, write_net
 
 # The net ends in an in-place Dropout and a Split named "output": both passes bypass layers whose top was
 # a net output, and that output must keep its Caffe name.

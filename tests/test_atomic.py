@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from support import REPO, SAMPLES
 
 from protodef.errors import OutputError
 from protodef.write import atomic_open, atomic_write
-
-from support import REPO, SAMPLES
 
 PREVIOUS = b"the previous file, which must survive\n"
 
@@ -83,7 +82,6 @@ def test_unwritable_places_are_output_errors(tmp_path):
 
 
 def test_a_failed_conversion_leaves_the_previous_output(tmp_path, capsys):
-    pytest.importorskip("converters.onnx")
     from protodef.cli import main
     net = tmp_path / "net.prototxt"
     net.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
@@ -162,8 +160,6 @@ WRITERS = {
 
 def interrupt(tmp_path: Path, writer: str, moment: str, signum: int) -> tuple[subprocess.Popen, Path, list[str]]:
     command, outputs, needs = WRITERS[writer]
-    if needs:
-        pytest.importorskip(needs)
     out = tmp_path / "out"
     out.mkdir()
     for name in outputs:

@@ -14,17 +14,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import REPO
 
 from caffe_proto import caffe_pb2
 from protodef import attach
 from protodef.api import read_net
-from protodef.errors import ProtodefWarning
 from protodef.cli import main
-from protodef.errors import (ERROR_KINDS, GraphError, InputError, ParseError, ProtodefError, SchemaError,
-                             ShapeError, UnsupportedError, WeightsError)
+from protodef.errors import (
+    ERROR_KINDS,
+    GraphError,
+    InputError,
+    ParseError,
+    ProtodefError,
+    ProtodefWarning,
+    SchemaError,
+    ShapeError,
+    UnsupportedError,
+    WeightsError,
+)
 from protodef.source import MAX_PROTOTXT_BYTES
-
-from support import REPO
 
 INPUT = 'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }\n'
 # conv1: weights (2, 3, 3, 3) + bias (2,), output (1, 2, 6, 6); fc: weights (3, 72) + bias (3,).
@@ -556,7 +564,6 @@ def test_cli_debug_shows_the_traceback(tmp_path):
 
 
 def test_batch_conversion_goes_on_past_failures(tmp_path, capsys):
-    pytest.importorskip("converters.onnx")
     good = prototxt(tmp_path, NET, "good.prototxt")
     broken = prototxt(tmp_path, CLI_CASES["graph"][1], "broken.prototxt")
     unknown = prototxt(tmp_path, CLI_CASES["unsupported"][1], "unknown.prototxt")
@@ -594,7 +601,6 @@ def test_onnx_input_without_a_shape(tmp_path):
 
 
 def test_pytorch_input_without_a_shape(tmp_path):
-    pytest.importorskip("torch")
     from protodef import save_pytorch
     net = read_net(prototxt(tmp_path, NO_SHAPE))
     line = failure(ShapeError, save_pytorch, net, tmp_path / "out.py")
@@ -650,7 +656,6 @@ def test_many_layers_with_one_name_take_linear_time(tmp_path):
 
 
 def test_cli_convert_reports_warnings(tmp_path, capsys):
-    pytest.importorskip("converters.onnx")
     layers = good_layers()[:1]
     layers[0][2][0][0, 0, 0, 0] = np.nan
     weights = caffemodel(tmp_path, layers)

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
 import reference_census as ref
+import torch
+from support import REPO, assert_close, opencv_forward, random_inputs
+from test_longtail_layers import (
+    check_backends,
+    first_layer,
+    inputs_text,
+    layer_text,
+    make_net,
+    run_onnx,
+    run_torch,
+)
+
 from protodef import load, save_pytorch
 from protodef.api import read_net
 from protodef.census import CENSUS, NOT_YET, OPENCV_IMPORTER_OPERATORS
 from protodef.errors import SchemaError, ShapeError
 from protodef.layers.registry import LAYER_SPECS
-from support import REPO, assert_close, opencv_forward, random_inputs
-from test_longtail_layers import (check_backends, first_layer, inputs_text, layer_text, make_net, run_onnx,
-                                  run_torch)
 
 # The forks' blocks as their caffe.proto files declare them (R-FCN: daijifeng001/caffe-rfcn; FlowNet 2:
 # lmb-freiburg/flownet2; caffe-windows: happynear/caffe-windows, ms branch): the LayerParameter field and its

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import SAMPLES, write_net
 
 from protodef.check import check_net, format_report
 from protodef.cli import main
-from support import SAMPLES, write_net
 
 NET = """
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }

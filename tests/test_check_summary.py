@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from support import SAMPLES
 
 import protodef.check as check
 from protodef.api import read_net
 from protodef.cli import main
 from protodef.passes import run_pipeline
-from support import SAMPLES
 
 TINY = [str(SAMPLES / "tiny" / "tiny.prototxt"), "--weights", str(SAMPLES / "tiny" / "tiny.caffemodel")]
 BACKENDS = ("onnxruntime", "onnxruntime-folded", "pytorch", "pytorch-folded")

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from support import REPO, SAMPLES, write_net
 
 from protodef.cli import build_parser, main
 from protodef.errors import InputError
-from support import REPO, SAMPLES, write_net
 
 TINY = SAMPLES / "tiny"
 NO_TORCH = textwrap.dedent("""
@@ -85,7 +85,6 @@ def test_convert_without_weights_warns_and_records_the_fillers(tmp_path, capsys)
 
 
 def test_pytorch_module_and_source_record_made_up_weights(tmp_path, capsys):
-    pytest.importorskip("torch")
     import protodef
     assert protodef.load(TINY / "tiny.prototxt").conversion_metadata == {"weights": "fillers", "seed": "0"}
     trained = protodef.load(TINY / "tiny.prototxt", TINY / "tiny.caffemodel")
@@ -140,7 +139,6 @@ def test_output_suffix_chooses_the_format_and_a_contradiction_is_refused(tmp_pat
 
 
 def test_python_file_name_means_pytorch_source(tmp_path, capsys):
-    pytest.importorskip("torch")
     prototxt, caffemodel = tiny_copy(tmp_path)
     assert cli(capsys, "convert", prototxt, "-w", caffemodel, "-o", tmp_path / "model.py")[0] == 0
     assert "class TinyNet(nn.Module)" in (tmp_path / "model.py").read_text() and (tmp_path / "model.pt").exists()
@@ -220,16 +218,16 @@ def test_convert_shows_and_records_the_preprocessing(tmp_path, capsys):
 def test_no_progress_line_off_a_terminal_and_tqdm_not_imported(tmp_path):
     first, _ = tiny_copy(tmp_path / "a", "one")
     second, _ = tiny_copy(tmp_path / "b", "two")
-    code = (f"import sys; from protodef.cli import main; code = main(sys.argv[1:]); "
-            f"assert 'tqdm' not in sys.modules; raise SystemExit(code)")
+    code = ("import sys; from protodef.cli import main; code = main(sys.argv[1:]); "
+            "assert 'tqdm' not in sys.modules; raise SystemExit(code)")
     result = run("-c", code, "convert", first, second, "--format", "source", "--output-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr and "it/s" not in result.stderr and "net/s" not in result.stderr
 
 
 def test_progress_line_on_a_terminal(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("tqdm")
     import io
+
     import protodef.progress as progress
 
     class Terminal(io.StringIO):
@@ -248,7 +246,6 @@ def test_progress_line_on_a_terminal(tmp_path, capsys, monkeypatch):
 
 # ---- 12: an importable module name ------------------------------------------------------------------------------
 def test_generated_module_is_importable_by_its_name(tmp_path, capsys):
-    pytest.importorskip("torch")
     prototxt, caffemodel = tiny_copy(tmp_path, "Tiny-Net.v2")
     assert cli(capsys, "convert", prototxt, "-w", caffemodel, "--to", "pytorch")[0] == 0
     assert (tmp_path / "Tiny_Net_v2.py").exists() and (tmp_path / "Tiny_Net_v2.pt").exists()
@@ -302,8 +299,8 @@ layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" top: "mask"
 def test_fp16_keeps_integer_indices_exact(tmp_path):
     """Caffe's pooling mask holds indices up to 4095 as floats: float16 would round them (above 2048)."""
     import onnxruntime
-    from converters.onnx import save_onnx
 
+    from converters.onnx import save_onnx
     from protodef import lower
     _, _, net = write_net(tmp_path, POOL_MASK_NET)
     net = lower(net)
@@ -321,6 +318,7 @@ def test_fp16_keeps_float32_only_operator_inputs():
     """NonMaxSuppression takes float32 boxes and scores only: they are cast back in front of it."""
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
+
     from converters.onnx.float16 import to_float16
     boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 3, 4])
     scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 3])
@@ -344,6 +342,7 @@ def test_fp16_keeps_float32_only_operator_inputs():
 
 def test_weights_beyond_the_protobuf_limit_go_to_an_external_file(tmp_path, monkeypatch):
     import onnxruntime
+
     import converters.onnx.save as save
     from converters.onnx import save_onnx
     from protodef.api import lower, read_net

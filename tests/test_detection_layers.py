@@ -12,16 +12,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
-
 import reference_detection as reference
-from protodef import to_onnx
-from protodef import load
+import torch
+from support import CORPUS, assert_close
+
+from protodef import load, to_onnx
 from protodef.api import read_net
 from protodef.attach import random_weights
 from protodef.errors import ShapeError, UnsupportedError
 from protodef.weights import write_caffemodel
-from support import CORPUS, assert_close
 
 SSD_NETS = {"mobilenet_ssd": ("mobilenet_ssd/voc_MobileNetSSD_deploy.prototxt", 1.0),
             "face_detector": ("opencv_face_detector/deploy.prototxt", 0.5)}
@@ -475,6 +474,7 @@ def test_detection_output_with_a_symbolic_batch(tmp_path):
 
 def test_generated_source_and_torchscript_detect_the_same(tmp_path):
     import importlib.util
+
     from protodef import save_pytorch
     settings = ("code_type: CENTER_SIZE nms_param { nms_threshold: 0.45 top_k: 30 } keep_top_k: 20 "
                 "confidence_threshold: 0.5 background_label_id: 0")

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 import graphviz
 import pytest
+from support import CORPUS, SAMPLES, corpus_files
 
 import protodef
 from converters.graphviz import draw, find_blocks, save_drawing
@@ -20,7 +21,6 @@ from protodef.cli import main
 from protodef.errors import UnsupportedError
 from protodef.layers.registry import FAMILIES
 from protodef.source import parse_prototxt
-from support import CORPUS, SAMPLES, corpus_files
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot program is not installed")

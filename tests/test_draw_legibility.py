@@ -8,13 +8,13 @@ import struct
 import xml.etree.ElementTree as ET
 
 import pytest
+from support import CORPUS, SAMPLES
 
 from converters.graphviz import draw, find_blocks, save_drawing
 from converters.graphviz.labels import param_text
 from protodef.api import read_net
 from protodef.build import build_net
 from protodef.source import parse_prototxt
-from support import CORPUS, SAMPLES
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot program is not installed")
 

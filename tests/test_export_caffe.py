@@ -8,15 +8,15 @@ import textwrap
 
 import numpy as np
 import pytest
+from export_support import assert_export_matches, layer_types, onnx_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper
+from support import REPO
 
 from converters.caffe import TARGETS, to_caffe
-from export_support import assert_export_matches, layer_types, onnx_model
 from protodef.cli import main
 from protodef.errors import ShapeError, UnsupportedError
-from support import REPO
 
 N = helper.make_node
 RNG = np.random.default_rng(7)

@@ -3,13 +3,12 @@ ResNet, a MobileNetV2-style net and a UNet-style net (random weights, random Bat
 from __future__ import annotations
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
+from export_support import run_export  # noqa: E402
+from support import assert_close  # noqa: E402
 from torch import nn  # noqa: E402
 
 from converters.caffe import export_caffe  # noqa: E402
-from export_support import run_export  # noqa: E402
-from support import assert_close  # noqa: E402
 
 
 def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:

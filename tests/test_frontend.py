@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import pytest
+from support import CORPUS, corpus_files
 
 from protodef.api import read_net
 from protodef.build import build_net
-from protodef.errors import GraphError, ParseError, SchemaError, ShapeError, UnsupportedError
+from protodef.errors import (
+    GraphError,
+    ParseError,
+    SchemaError,
+    ShapeError,
+    UnsupportedError,
+)
 from protodef.source import parse_prototxt
-from support import CORPUS, corpus_files
 
 
 def build(text: str, **options):

@@ -29,17 +29,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import REPO, SAMPLES, corpus_files
 
 from caffe_proto import caffe_pb2
-from google.protobuf import text_format
 from protodef.api import read_net
 from protodef.attach import expected_weight_shapes, fill_weights
 from protodef.errors import ProtodefError
 from protodef.weights import read_caffemodel, write_caffemodel
-
-from support import REPO, SAMPLES, corpus_files
 
 LONG_RUN = int(os.environ.get("PROTODEF_FUZZ_EXAMPLES", "0") or 0)
 CASE_SECONDS = 20          # hard bound on one case, hang or not (SIGALRM)

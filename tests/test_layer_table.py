@@ -1,9 +1,10 @@
 """docs/layers.md is generated from the registries and must be current; every layer type is lowered."""
 from __future__ import annotations
 
+from support import REPO
+
 from protodef.layer_table import render
 from protodef.layers.registry import LAYER_SPECS
-from support import REPO
 
 
 def test_docs_layers_md_is_current():

@@ -6,7 +6,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from support import REPO
 
 APPLICATION = {"protodef.api", "protodef.cli", "protodef.check", "protodef.info", "protodef.plugins",

@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-import torch
-
 import reference_layers as ref
-from protodef import to_onnx
-from protodef import load, save_pytorch
+import torch
+from support import CORPUS, assert_close, opencv_forward, random_inputs
+
+from protodef import load, save_pytorch, to_onnx
 from protodef.api import read_net
 from protodef.errors import SchemaError, ShapeError, UnsupportedError
 from protodef.weights import write_caffemodel
-from support import CORPUS, assert_close, opencv_forward, random_inputs
 
 RNG_SEED = 7
 

@@ -5,10 +5,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from support import assert_close
 
 import protodef
 from protodef.errors import SchemaError, ShapeError
-from support import assert_close
 
 LAYER = 'layer {{ name: "mean" type: "Mean" {bottoms} {tops} mean_param {{ {params} }} }}\n'
 

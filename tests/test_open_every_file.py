@@ -9,6 +9,7 @@ import textwrap
 import warnings
 
 import pytest
+from support import CORPUS, corpus_files
 
 import protodef
 from protodef import to_onnx
@@ -17,7 +18,6 @@ from protodef.attach import ProtodefWarning
 from protodef.cli import main
 from protodef.errors import GraphError, UnsupportedError
 from protodef.lenient import Opaque
-from support import CORPUS, corpus_files
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -9,17 +9,25 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import CORPUS, assert_close, opencv_forward, random_inputs, write_net
 
 from protodef.api import read_net
 from protodef.attach import random_weights
 from protodef.build import build_net
 from protodef.errors import GraphError, UnsupportedError
-from protodef.passes import (PassReport, batchnorm_scale_to_affine, default_passes, fold_affine,
-                             fold_affine_into_producer, remove_dropout, remove_split, remove_training_layers,
-                             run_pipeline)
+from protodef.passes import (
+    PassReport,
+    batchnorm_scale_to_affine,
+    default_passes,
+    fold_affine,
+    fold_affine_into_producer,
+    remove_dropout,
+    remove_split,
+    remove_training_layers,
+    run_pipeline,
+)
 from protodef.source import parse_prototxt
 from protodef.weights import write_caffemodel
-from support import CORPUS, assert_close, opencv_forward, random_inputs, write_net
 
 # ------------------------------------------------------------------------------------- NumPy evaluator
 # Written from Caffe's layer sources, independently of the passes: float64 throughout.

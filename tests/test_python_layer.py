@@ -12,10 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 from protodef.errors import UnsupportedError
-
-from support import REPO
 
 NET = textwrap.dedent('''\
     name: "with_python"

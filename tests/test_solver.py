@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_solvers import (
+    TINY_LOSS_WEIGHTS,
+    TINY_MULTS,
+    ReferenceSolver,
+    solver_fields,
+    solver_text,
+    tiny_forward_backward,
+    tiny_params,
+)
+from support import assert_close
 from torch import nn
 
 import protodef
 from protodef.errors import GraphError, ParseError, SchemaError, WeightsError
-from reference_solvers import (TINY_LOSS_WEIGHTS, TINY_MULTS, ReferenceSolver, solver_fields, solver_text,
-                               tiny_forward_backward, tiny_params)
-from support import assert_close
 
 TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 POLICIES = {

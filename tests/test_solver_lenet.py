@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
-import protodef
 import reference_train
-from protodef.weights import read_caffemodel, write_caffemodel
+import torch
 from reference_solvers import ReferenceSolver, solver_fields, solver_text
 from support import assert_close
+
+import protodef
+from protodef.weights import read_caffemodel, write_caffemodel
 
 TYPES = {"conv1": "Convolution", "bn1": "BatchNorm", "scale1": "Scale", "ip1": "InnerProduct", "ip2": "InnerProduct"}
 # Caffe's learnable blobs in order, with the multipliers lenet_bn_prototxt gives them.
@@ -113,7 +113,7 @@ def deploy_prototxt(batch: int) -> str:
 
 
 def test_saved_caffemodel_loads_in_opencv_for_the_deploy_net(tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     solver_path, _initial = write_lenet(tmp_path, SGD)
     solver = protodef.Solver(solver_path)
     for passes in batches_for(SGD)[:3]:

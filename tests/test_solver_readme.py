@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from support import REPO
 
 from protodef.weights import read_caffemodel
-from support import REPO
 
 SECTION = "## Keep training a Caffe model in PyTorch"
 

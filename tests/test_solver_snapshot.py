@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference_solvers import (
+    TINY_MULTS,
+    ReferenceSolver,
+    solver_fields,
+    solver_text,
+    tiny_forward_backward,
+    tiny_params,
+)
+from support import assert_close
+from test_solver import TinyNet, batches, learnable_arrays
 
 import protodef
 from caffe_proto import caffe_pb2
 from protodef.errors import OutputError
 from protodef.weights import read_caffemodel, write_caffemodel
-from reference_solvers import (TINY_MULTS, ReferenceSolver, solver_fields, solver_text, tiny_forward_backward,
-                               tiny_params)
-from support import assert_close
-from test_solver import TinyNet, batches, learnable_arrays
 
 ADAM = solver_fields(type="Adam", lr_policy="multistep", stepvalue=(2, 5, 7), gamma=0.5, base_lr=0.01,
                      momentum=0.9, iter_size=2, weight_decay=0.01, clip_gradients=0.7)

@@ -14,16 +14,25 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import assert_close, opencv_forward, write_net
 
-from protodef import load, lower, to_onnx
 from converters.pytorch.lower import lower_torch
 from converters.pytorch.save import export_program
+from protodef import load, lower, to_onnx
 from protodef.api import read_net
 from protodef.cli import main
 from protodef.errors import ShapeError
 from protodef.layers.pool import _pooled
-from protodef.symbolic import Condition, ceildiv, compare, evaluate, maximum, minimum, symbol, where
-from support import assert_close, opencv_forward, write_net
+from protodef.symbolic import (
+    Condition,
+    ceildiv,
+    compare,
+    evaluate,
+    maximum,
+    minimum,
+    symbol,
+    where,
+)
 
 H, W = symbol("H"), symbol("W")
 SIZES = [(17, 23), (32, 29), (40, 41)]   # odd sizes take Caffe's ceil rounding and its last-window rule

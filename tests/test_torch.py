@@ -13,16 +13,14 @@ from typing import Callable
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-
-from protodef.api import read_net  # noqa: E402
-from protodef.errors import UnsupportedError, WeightsError  # noqa: E402
+import torch
 from reference_layers import caffe_pool  # noqa: E402
 from support import CORPUS, assert_close, opencv_forward, random_inputs, write_net  # noqa: E402
 
-from protodef import load, save_pytorch  # noqa: E402
 from converters.pytorch.registry import TORCH_CONVERTERS, torch_converter  # noqa: E402
+from protodef import load, save_pytorch  # noqa: E402
+from protodef.api import read_net  # noqa: E402
+from protodef.errors import UnsupportedError, WeightsError  # noqa: E402
 
 torch.set_num_threads(2)
 

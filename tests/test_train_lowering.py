@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import reference_train  # noqa: E402
+import torch
+from reference_losses import (  # noqa: E402
+    accuracy,
+    contrastive_loss,
+    euclidean_loss,
+    hinge_loss,
+    infogain_loss,
+    multinomial_logistic_loss,
+    sigmoid_cross_entropy_loss,
+    smooth_l1_loss,
+    softmax_with_loss,
+)
+from support import assert_close  # noqa: E402
 
 import protodef  # noqa: E402
-import reference_train  # noqa: E402
 from protodef.weights import write_caffemodel  # noqa: E402
-from reference_losses import (accuracy, contrastive_loss, euclidean_loss, hinge_loss, infogain_loss,  # noqa: E402
-                              multinomial_logistic_loss, sigmoid_cross_entropy_loss, smooth_l1_loss,
-                              softmax_with_loss)
-from support import assert_close  # noqa: E402
 
 torch.set_num_threads(2)
 

@@ -8,8 +8,13 @@ from google.protobuf import text_format
 
 from caffe_proto import caffe_pb2
 from protodef.errors import ProtodefError, SchemaError
-from protodef.upgrade import (V0_LAYER_TYPES, V1_LAYER_TYPES, needs_upgrade, upgrade_net,
-                              upgrade_text)
+from protodef.upgrade import (
+    V0_LAYER_TYPES,
+    V1_LAYER_TYPES,
+    needs_upgrade,
+    upgrade_net,
+    upgrade_text,
+)
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
 import reference_detection as reference
-from converters.pytorch.modules.detection import YoloDetectionOutput
+import torch
 from support import assert_close
+
+from converters.pytorch.modules.detection import YoloDetectionOutput
 
 BIASES = [10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319]
 
