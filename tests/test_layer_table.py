@@ -44,3 +44,14 @@ def test_every_family_is_one_module_in_each_package():
         used = {spec.family for _, spec in LAYER_SPECS.items() if not spec.plugin}
         assert used - {"data", "loss"} <= families, package
     assert not [p for p in REPO.glob("**/*_extra.py") if ".venv" not in p.parts]
+
+
+def test_every_type_an_onnx_converter_lowers_the_pytorch_backend_lowers_too():
+    """The backends cover the same deploy-time types (training-only ones are PyTorch's alone: TRAIN phase)."""
+    from converters.onnx.registry import ONNX_CONVERTERS
+    from converters.pytorch.registry import TORCH_CONVERTERS
+    deploy = {name for name, spec in LAYER_SPECS.items()
+              if not (spec.plugin or spec.produces_input or spec.training_only)}
+    assert {name for name in ONNX_CONVERTERS if name in deploy} == {name for name in TORCH_CONVERTERS
+                                                                    if name in deploy}
+    assert not set(ONNX_CONVERTERS) - deploy
