@@ -555,7 +555,6 @@ def test_cli_debug_shows_the_traceback(tmp_path):
 
 
 def test_batch_conversion_goes_on_past_failures(tmp_path, capsys):
-    pytest.importorskip("converters.onnx")
     good = prototxt(tmp_path, NET, "good.prototxt")
     broken = prototxt(tmp_path, CLI_CASES["graph"][1], "broken.prototxt")
     unknown = prototxt(tmp_path, CLI_CASES["unsupported"][1], "unknown.prototxt")
@@ -591,7 +590,6 @@ def test_onnx_input_without_a_shape(tmp_path):
 
 
 def test_pytorch_input_without_a_shape(tmp_path):
-    pytest.importorskip("torch")
     from protodef import save_pytorch
     net = read_net(prototxt(tmp_path, NO_SHAPE))
     line = failure(ShapeError, save_pytorch, net, tmp_path / "out.py")
@@ -647,7 +645,6 @@ def test_many_layers_with_one_name_take_linear_time(tmp_path):
 
 
 def test_cli_convert_reports_warnings(tmp_path, capsys):
-    pytest.importorskip("converters.onnx")
     layers = good_layers()[:1]
     layers[0][2][0][0, 0, 0, 0] = np.nan
     weights = caffemodel(tmp_path, layers)

@@ -76,7 +76,6 @@ def test_info_passes_shows_what_each_pass_changed(capsys):
 
 
 def test_convert_to_onnx_and_pytorch(tmp_path, capsys):
-    pytest.importorskip("onnxruntime")
     tiny = SAMPLES / "tiny"
     onnx_out, py_out = tmp_path / "tiny.onnx", tmp_path / "tiny.py"
     assert main(["convert", str(tiny / "tiny.prototxt"), "-w", str(tiny / "tiny.caffemodel"), "-o", str(onnx_out),
