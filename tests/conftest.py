@@ -1,4 +1,3 @@
-import inspect
 import os
 
 import pytest
@@ -7,23 +6,17 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def _reads_corpus(function) -> bool:
-    try:
-        return "CORPUS" in inspect.getsource(function)
-    except (OSError, TypeError):
-        return False
+def pytest_configure(config):
+    config.addinivalue_line("markers", "corpus: reads ../shared/corpus; skipped where it is not there (a clone "
+                                       "without ../shared)")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that read ../shared/corpus skip cleanly where it is not there (a clone without ../shared)."""
+    """The one place that finds out whether ../shared/corpus is there: tests marked `corpus` skip without it."""
     from support import CORPUS
-    if CORPUS.exists():
+    if (CORPUS / "MANIFEST.tsv").exists():
         return
     skip = pytest.mark.skip(reason="../shared/corpus is not there")
     for item in items:
-        function = getattr(item, "function", None)
-        fixtures = getattr(item, "_fixtureinfo", None)
-        definitions = [d for name in (fixtures.names_closure if fixtures else ())
-                       for d in fixtures.name2fixturedefs.get(name, ())]
-        if (function is not None and _reads_corpus(function)) or any(_reads_corpus(d.func) for d in definitions):
+        if item.get_closest_marker("corpus"):
             item.add_marker(skip)

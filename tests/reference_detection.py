@@ -232,33 +232,33 @@ def sigmoid(x):
     return f32(1) / (f32(1) + np.exp(-f32(x)))
 
 
-def center_iou(a: tuple, b: tuple) -> f32:
-    """box_iou of the YOLO layers on (x, y, w, h) boxes, in float."""
-    def overlap(x1, w1, x2, w2):
-        left = max(f32(x1 - w1 / f32(2)), f32(x2 - w2 / f32(2)))
-        right = min(f32(x1 + w1 / f32(2)), f32(x2 + w2 / f32(2)))
-        return f32(right - left)
+def center_ious(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """box_iou of the YOLO layers: one (x, y, w, h) box against rows of others, in float."""
+    half = f32(2)
 
-    w, h = overlap(a[0], a[2], b[0], b[2]), overlap(a[1], a[3], b[1], b[3])
-    inter = f32(0) if (w < 0 or h < 0) else f32(w * h)
-    union = f32(a[2] * a[3] + b[2] * b[3] - inter)
+    def overlap(x1, w1, x2, w2):
+        return np.minimum(f32(x1 + w1 / half), x2 + w2 / half) - np.maximum(f32(x1 - w1 / half), x2 - w2 / half)
+
+    w = overlap(box[0], box[2], others[:, 0], others[:, 2])
+    h = overlap(box[1], box[3], others[:, 1], others[:, 3])
+    inter = np.where((w < 0) | (h < 0), f32(0), w * h)
+    union = f32(box[2] * box[3]) + others[:, 2] * others[:, 3] - inter
     with np.errstate(invalid="ignore", divide="ignore"):
-        return f32(inter / union)
+        return inter / union
 
 
 def yolo_nms_rows(predicts: list[tuple], nms_threshold: float, batch: int) -> np.ndarray:
     """The YOLO layers' ApplyNms (greedy, class-agnostic, IoU >= threshold suppresses) and rows."""
     predicts = sorted(predicts, key=lambda p: -p[4])   # Caffe: std::sort by confidence (ties unordered)
-    suppressed: set[int] = set()
+    boxes = np.asarray([p[:4] for p in predicts], f32).reshape(-1, 4)
+    suppressed = np.zeros(len(predicts), bool)
     for i in range(len(predicts) - 1):
-        if i in suppressed:
-            continue
-        for j in range(i + 1, len(predicts)):
-            if j not in suppressed and center_iou(predicts[i][:4], predicts[j][:4]) >= f32(nms_threshold):
-                suppressed.add(j)
+        if not suppressed[i]:
+            later = ~suppressed[i + 1:] & (center_ious(boxes[i], boxes[i + 1:]) >= f32(nms_threshold))
+            suppressed[i + 1:] |= later
     rows = []
     for index, (x, y, w, h, score, label) in enumerate(predicts):
-        if index not in suppressed:
+        if not suppressed[index]:
             rows.append([0, label + 1, score, x - w / f32(2), y - h / f32(2), x + w / f32(2), y + h / f32(2)])
     if not rows:
         rows = [[i, -1, -1, -1, -1, -1, -1] for i in range(batch)]

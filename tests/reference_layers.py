@@ -10,11 +10,29 @@ import numpy as np
 F32 = np.float32
 
 
-def caffe_pool(x: np.ndarray, method: str, kernel, stride, pad, out_size) -> tuple[np.ndarray, np.ndarray]:
-    """pooling_layer.cpp (MAX, AVE) and pooling_layer.cu StoPoolForwardTest (STOCHASTIC); returns the
-    output and, for MAX, the mask (argmax as h * W + w, first maximum wins)."""
+def caffe_pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, clip: bool) -> int:
+    """pooling_layer.cpp Reshape: ceil (or floor, round_mode FLOOR) of the window count; when the layer pads on
+    either axis (`clip`), a last window that would start in the padding is dropped."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if clip and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def caffe_pool(x: np.ndarray, method: str, kernel, stride, pad, out_size=None,
+               ceil: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """pooling_layer.cpp Forward_cpu (MAX with its mask, AVE) and pooling_layer.cu StoPoolForwardTest
+    (STOCHASTIC); returns the output and, for MAX, the mask (argmax as h * W + w, first maximum wins). A
+    window that lies wholly in the padding gives -FLT_MAX (MAX) or a division by its zero or negative area
+    (AVE), as in Caffe. `out_size` defaults to Caffe's rule (`caffe_pooled_size`)."""
     n, c, height, width = x.shape
-    (kh, kw), (sh, sw), (ph_, pw_), (oh, ow) = kernel, stride, pad, out_size
+    (kh, kw), (sh, sw), (ph_, pw_) = kernel, stride, pad
+    if out_size is None:
+        clip = bool(ph_ or pw_)
+        out_size = (caffe_pooled_size(height, kh, sh, ph_, ceil, clip),
+                    caffe_pooled_size(width, kw, sw, pw_, ceil, clip))
+    oh, ow = out_size
     out = np.zeros((n, c, oh, ow), F32)
     mask = np.full((n, c, oh, ow), -1, F32)
     for ph in range(oh):
@@ -22,25 +40,25 @@ def caffe_pool(x: np.ndarray, method: str, kernel, stride, pad, out_size) -> tup
             if method == "STOCHASTIC":
                 # Test-time stochastic pooling ignores the padding: windows start at ph * stride.
                 hs, ws = ph * sh, pw * sw
-                he, we = min(hs + kh, height), min(ws + kw, width)
-                window = x[:, :, hs:he, ws:we].reshape(n, c, -1)
+                window = x[:, :, hs:min(hs + kh, height), ws:min(ws + kw, width)]
                 # BVLC starts the sum at FLT_MIN "to avoid divide-by-zero problems".
-                total = np.finfo(F32).tiny + window.sum(axis=2, dtype=F32)
-                squares = (window * window).sum(axis=2, dtype=F32)
-                out[:, :, ph, pw] = squares / total
+                total = np.finfo(F32).tiny + window.sum(axis=(2, 3), dtype=F32)
+                out[:, :, ph, pw] = (window * window).sum(axis=(2, 3), dtype=F32) / total
                 continue
             hs, ws = ph * sh - ph_, pw * sw - pw_
             he, we = min(hs + kh, height + ph_), min(ws + kw, width + pw_)
             pool_size = (he - hs) * (we - ws)
             hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, height), min(we, width)
-            window = x[:, :, hs:he, ws:we].reshape(n, c, -1)
-            if method == "MAX":
-                arg = window.argmax(axis=2)             # first maximum, as Caffe's strict '>'
-                out[:, :, ph, pw] = np.take_along_axis(window, arg[..., None], 2)[..., 0]
-                rows, cols = np.divmod(arg, we - ws)
-                mask[:, :, ph, pw] = (rows + hs) * width + cols + ws
-            else:
-                out[:, :, ph, pw] = window.sum(axis=2, dtype=F32) / F32(pool_size)
+            if method == "AVE":
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[:, :, ph, pw] = x[:, :, hs:he, ws:we].sum(axis=(2, 3), dtype=F32) / F32(pool_size)
+                continue
+            out[:, :, ph, pw] = np.finfo(F32).min
+            for h in range(hs, he):
+                for w in range(ws, we):
+                    better = x[:, :, h, w] > out[:, :, ph, pw]      # Caffe's strict '>': first maximum wins
+                    out[:, :, ph, pw] = np.where(better, x[:, :, h, w], out[:, :, ph, pw])
+                    mask[:, :, ph, pw] = np.where(better, h * width + w, mask[:, :, ph, pw])
     return out, mask
 
 
@@ -208,19 +226,13 @@ def spp(x: np.ndarray, pyramid_height: int, method: str) -> np.ndarray:
         bins = 2 ** level
         kh, kw = math.ceil(height / bins), math.ceil(width / bins)
         ph, pw = (kh * bins - height + 1) // 2, (kw * bins - width + 1) // 2
-        size = tuple(_caffe_pooled(d, k, k, p, bool(ph or pw)) for d, k, p in ((height, kh, ph), (width, kw, pw)))
+        size = tuple(caffe_pooled_size(d, k, k, p, True, bool(ph or pw))
+                     for d, k, p in ((height, kh, ph), (width, kw, pw)))
         out, _ = caffe_pool(x, method, (kh, kw), (kh, kw), (ph, pw), size)
         outputs.append(out)
     if pyramid_height == 1:
         return outputs[0]
     return np.concatenate([o.reshape(n, -1) for o in outputs], axis=1)
-
-
-def _caffe_pooled(size: int, k: int, s: int, p: int, clip_pad: bool) -> int:
-    out = int(math.ceil((size + 2 * p - k) / s)) + 1
-    if clip_pad and (out - 1) * s >= size + p:
-        out -= 1
-    return out
 
 
 def roi_pooling(x: np.ndarray, rois: np.ndarray, pooled, spatial_scale: float) -> np.ndarray:
@@ -296,3 +308,122 @@ def correlation(a: np.ndarray, b: np.ndarray, kernel_size: int, max_displacement
                 values = np.abs(p1 - p2) if subtract else p1 * p2
                 out[:, channel, y, x] = values.reshape(n, -1).sum(axis=1) / (kernel_size * kernel_size * c)
     return out
+
+
+def deconvolution(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *, group: int, kernel, stride, pad,
+                  dilation) -> np.ndarray:
+    """deconv_layer.cpp: each input pixel scatters weight * value into the full output (col2im), of size
+    s * (i - 1) + d * (k - 1) + 1, from which pad is cut on both sides."""
+    x, weight = x.astype(np.float64), weight.astype(np.float64)
+    n, c, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, pad, dilation
+    per_group_in, per_group_out = c // group, weight.shape[1]
+    outputs = per_group_out * group
+    full = np.zeros((n, outputs, sh * (height - 1) + dh * (kh - 1) + 1, sw * (width - 1) + dw * (kw - 1) + 1))
+    for g in range(group):
+        xs = x[:, g * per_group_in:(g + 1) * per_group_in]
+        ws = weight[g * per_group_in:(g + 1) * per_group_in]
+        for i in range(kh):
+            for j in range(kw):
+                rows = slice(i * dh, i * dh + sh * (height - 1) + 1, sh)
+                cols = slice(j * dw, j * dw + sw * (width - 1) + 1, sw)
+                full[:, g * per_group_out:(g + 1) * per_group_out, rows, cols] += np.einsum(
+                    "nchw,co->nohw", xs, ws[:, :, i, j])
+    y = full[:, :, ph: full.shape[2] - ph, pw: full.shape[3] - pw]
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
+    return y.astype(F32)
+
+
+def inner_product(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *, axis: int = 1,
+                  transpose: bool = False) -> np.ndarray:
+    """inner_product_layer.cpp: the axes from `axis` on flattened, times W^T (or W with `transpose`), plus b."""
+    axis = axis % x.ndim
+    matrix = x.astype(np.float64).reshape(math.prod(x.shape[:axis]), -1)
+    y = matrix @ (weight if transpose else weight.T).astype(np.float64)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*x.shape[:axis], -1).astype(F32)
+
+
+def batch_norm(x: np.ndarray, mean, variance, factor: float, eps: float, global_stats: bool) -> np.ndarray:
+    """batch_norm_layer.cpp: stored statistics divided by the scale factor (0 means 0), or the batch's own
+    (mean and biased variance over every axis but 1)."""
+    if global_stats:
+        s = 0.0 if factor == 0 else 1.0 / factor
+        m, v = np.asarray(mean, np.float64) * s, np.asarray(variance, np.float64) * s
+    else:
+        axes = (0, *range(2, x.ndim))
+        m = x.mean(axis=axes, dtype=np.float64)
+        v = ((x - m.reshape(-1, *(1,) * (x.ndim - 2))) ** 2).mean(axis=axes)
+    shape = (-1, *(1,) * (x.ndim - 2))
+    return ((x - m.reshape(shape)) / np.sqrt(v.reshape(shape) + eps)).astype(F32)
+
+
+def scale(x: np.ndarray, factor: np.ndarray, bias: np.ndarray | None, axis: int) -> np.ndarray:
+    """scale_layer.cpp / bias_layer.cpp: the operand covers axes [axis, axis + its rank) of x."""
+    axis = axis % x.ndim if x.ndim else 0
+    trailing = (1,) * (x.ndim - axis - factor.ndim)
+    y = x.astype(np.float64) * factor.astype(np.float64).reshape(*factor.shape, *trailing)
+    if bias is not None:
+        y = y + bias.astype(np.float64).reshape(*bias.shape, *trailing)
+    return y.astype(F32)
+
+
+def bias(x: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+    axis = axis % x.ndim
+    return (x.astype(np.float64) + b.astype(np.float64).reshape(*b.shape, *(1,) * (x.ndim - axis - b.ndim))
+            ).astype(F32)
+
+
+def lrn(x: np.ndarray, size: int, alpha: float, beta: float, k: float, region: str) -> np.ndarray:
+    """lrn_layer.cpp: ACROSS_CHANNELS x / (k + alpha / n * sum of n channels' squares)^beta; WITHIN_CHANNEL
+    x / (1 + alpha / n^2 * sum of an n x n window's squares)^beta (k unused there), zero-padded."""
+    x64 = x.astype(np.float64)
+    half = (size - 1) // 2
+    if region == "ACROSS_CHANNELS":
+        padded = np.pad(x64 ** 2, ((0, 0), (half, half), (0, 0), (0, 0)))
+        total = sum(padded[:, i:i + x.shape[1]] for i in range(size))
+        return (x64 / (k + alpha / size * total) ** beta).astype(F32)
+    padded = np.pad(x64 ** 2, ((0, 0), (0, 0), (half, half), (half, half)))
+    total = sum(padded[:, :, i:i + x.shape[2], j:j + x.shape[3]] for i in range(size) for j in range(size))
+    return (x64 * (1 + alpha * total / size ** 2) ** -beta).astype(F32)
+
+
+def bnll(x: np.ndarray) -> np.ndarray:
+    """bnll_layer.cpp: x + log(1 + exp(-x)) for x > 0, else log(1 + exp(x)), without overflow."""
+    x = x.astype(np.float64)
+    positive = x + np.log1p(np.exp(-np.abs(x)))
+    return np.where(x > 0, positive, np.log1p(np.exp(np.minimum(x, 0)))).astype(F32)
+
+
+def prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """prelu_layer.cpp: max(x, 0) + a * min(x, 0), one slope per channel or one for all."""
+    a = slope.reshape(-1, *(1,) * (x.ndim - 2)) if slope.size > 1 else slope.reshape(())
+    return (np.maximum(x, 0) + a * np.minimum(x, 0)).astype(F32)
+
+
+def argmax(x: np.ndarray, top_k: int, out_max_val: bool, axis: int | None) -> np.ndarray:
+    """argmax_layer.cpp: std::partial_sort of (value, index) pairs with std::greater, so equal values put the
+    larger index first; values or indices (as floats) out. Without an axis, per sample over the rest, giving
+    (N, 1 or 2, top_k) padded to 3 axes."""
+    x = x.astype(np.float64)
+    if axis is None:
+        flat = x.reshape(x.shape[0], -1)
+        rows = [sorted(((v, j) for j, v in enumerate(row)), reverse=True)[:top_k] for row in flat]
+        index = np.array([[j for _, j in r] for r in rows], F32)
+        value = np.array([[v for v, _ in r] for r in rows], F32)
+        out = np.stack([index, value], 1) if out_max_val else index[:, None]
+        return out.reshape(out.shape + (1,) * (max(3, x.ndim) - 3))
+    moved = np.moveaxis(x, axis, -1)
+    flat = moved.reshape(-1, moved.shape[-1])
+    rows = [sorted(((v, j) for j, v in enumerate(row)), reverse=True)[:top_k] for row in flat]
+    picked = np.array([[v if out_max_val else j for v, j in r] for r in rows], F32)
+    return np.moveaxis(picked.reshape(*moved.shape[:-1], top_k), -1, axis)
+
+
+def slice_points(x: np.ndarray, axis: int, points: list[int], tops: int) -> list[np.ndarray]:
+    """slice_layer.cpp: at the given points, or into `tops` equal pieces when none are given."""
+    if not points:
+        points = [x.shape[axis] // tops * i for i in range(1, tops)]
+    return np.split(x, points, axis=axis)

@@ -87,7 +87,7 @@ def test_info_counts_macs_of_a_pooling_with_a_mask_top(tmp_path):
     assert [row["outputs"] for row in info["layers"] if row["name"] == "pool"] == [["pool", "mask"]]
 
 
-@pytest.mark.skipif(not (CORPUS / "enet" / "enet_deploy_final.prototxt").exists(), reason="no corpus")
+@pytest.mark.corpus
 def test_info_on_enet_whose_poolings_have_mask_tops():
     result = run_cli("info", str(CORPUS / "enet" / "enet_deploy_final.prototxt"))
     assert result.returncode == 0, result.stderr

@@ -1,8 +1,8 @@
 """Detection layers of the SSD fork (Permute, Normalize, PriorBox, DetectionOutput) and the YOLO ports (Reorg,
-YoloDetectionOutput, Yolov3DetectionOutput): shapes against OpenCV on the corpus nets, values through
-onnxruntime and torch against OpenCV where it computes what Caffe does, and against reference_detection.py
-(NumPy transcriptions of the fork sources) where it does not (DetectionOutput: OpenCV pads its rows to
-keep_top_k) or lacks the layer."""
+YoloDetectionOutput, Yolov3DetectionOutput) beyond per-layer parity (test_parity.py): shapes against OpenCV on
+the corpus nets, OpenCV's padded rows, adaptive NMS, a symbolic batch, generated source, and whole SSD and YOLO
+nets through onnxruntime and torch against OpenCV and reference_detection.py (NumPy transcriptions of the fork
+sources)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pytest
 import reference_detection as reference
 import torch
+from parity_cases import detection_feeds, detection_net, detection_priors
 from support import CORPUS, assert_close
 
 from protodef import load, to_onnx
@@ -99,10 +100,6 @@ def as_set(rows: np.ndarray) -> np.ndarray:
     return rows[np.lexsort((-rows[:, 2], rows[:, 1], rows[:, 0]))]
 
 
-def both_backends(net, inputs) -> list[tuple[str, dict[str, np.ndarray]]]:
-    return [("onnxruntime", run_onnx(net, inputs)), ("torch", run_torch(net, inputs))]
-
-
 def inputs(*shapes: tuple[int, ...], names=("data",)) -> str:
     return "".join(f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ '
                    + " ".join(f"dim: {d}" for d in s) + " } } }\n" for n, s in zip(names, shapes))
@@ -123,6 +120,7 @@ def ssd_net(tmp_path_factory):
     return get
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("key", sorted(SSD_NETS))
 def test_corpus_shapes_match_opencv(key, ssd_net):
     prototxt, caffemodel, net = ssd_net(key)
@@ -143,19 +141,7 @@ def test_corpus_shapes_match_opencv(key, ssd_net):
     assert checked >= 18
 
 
-def test_prior_box_corpus_net_matches_opencv_and_caffe():
-    path = CORPUS / "opencv_dnn_testdata/prior_box.prototxt"
-    net = read_net(path, init="none")
-    rng = np.random.default_rng(0)
-    feeds = {i.value.blob: rng.standard_normal(net.shape(i.value)).astype(np.float32) for i in net.inputs}
-    theirs = opencv(path, "", feeds, ["priorbox"])["priorbox"]
-    caffe = reference.prior_box((3, 4), (10, 10), min_sizes=[2, 3], max_sizes=[6, 7], aspect_ratios=[2], flip=True,
-                                clip=False, variance=[0.1, 0.1, 0.2, 0.2])
-    assert_close(theirs, caffe, "OpenCV vs reference")
-    for backend, outputs in both_backends(net, feeds):
-        assert_close(outputs["priorbox"], caffe, backend)
-
-
+@pytest.mark.corpus
 @pytest.mark.parametrize("path, layer, shape", [
     ("mobilenet_yolo/darknet19_deploy.prototxt", "reorg1", (1, 256, 13, 13)),
     ("mobilenet_yolo/darknet19_deploy.prototxt", "detection_out", (1, 1, 1, 7)),
@@ -170,6 +156,7 @@ def test_yolo_corpus_nets_have_shapes(path, layer, shape):
     assert net.shape(net.layer(layer).outputs[0]) == shape
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("path", ["mobilenet_yolo/darknet19_deploy.prototxt", "mobilenet_yolo/yolov3-tiny.prototxt"])
 def test_info_lists_the_yolo_nets(path, capsys):
     from protodef.cli import main
@@ -177,41 +164,7 @@ def test_info_lists_the_yolo_nets(path, capsys):
     assert "DetectionOutput" in capsys.readouterr().out
 
 
-# ---- Permute, Normalize, Reorg, PriorBox ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("order, full", [((0, 2, 3, 1), True), ((0, 3, 1, 2), True), ((0, 2), False), ((1, 0), False)])
-def test_permute(tmp_path, order, full):
-    """A partial order is completed with the other axes in order (OpenCV accepts full orders only)."""
-    text = inputs((2, 3, 4, 5)) + ('layer { name: "perm" type: "Permute" bottom: "data" top: "y" permute_param { '
-                                   + " ".join(f"order: {o}" for o in order) + " } }")
-    prototxt, caffemodel, net = build(tmp_path, text)
-    x = np.random.default_rng(1).standard_normal((2, 3, 4, 5)).astype(np.float32)
-    completed = list(order) + [a for a in range(4) if a not in order]
-    expected = x.transpose(completed)
-    if full:
-        assert_close(opencv(prototxt, caffemodel, {"data": x}, ["perm"])["perm"], expected, "OpenCV")
-    for backend, outputs in both_backends(net, {"data": x}):
-        assert_close(outputs["y"], expected, backend)
-
-
-@pytest.mark.parametrize("across_spatial, channel_shared, eps, shape", [
-    (False, False, 1e-10, (2, 6, 5, 4)), (True, True, 1e-10, (2, 6, 5, 4)), (False, True, 0.5, (1, 6, 3, 3)),
-    (True, False, 1e-3, (2, 6, 5, 4)), (False, False, 1e-10, (3, 6))])
-def test_normalize(tmp_path, across_spatial, channel_shared, eps, shape):
-    """OpenCV does not scale per channel after normalising across space: there only the reference."""
-    text = inputs(shape) + (f'layer {{ name: "norm" type: "Normalize" bottom: "data" top: "y" norm_param {{ '
-                            f'across_spatial: {str(across_spatial).lower()} channel_shared: '
-                            f'{str(channel_shared).lower()} eps: {eps} }} }}')
-    prototxt, caffemodel, net = build(tmp_path, text)
-    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    p = net.layer("norm").params
-    expected = reference.normalize(x, net.layer("norm").weights[0], across_spatial=across_spatial,
-                                   channel_shared=channel_shared, eps=p.eps)
-    if not (across_spatial and not channel_shared):
-        assert_close(opencv(prototxt, caffemodel, {"data": x}, ["norm"])["norm"], expected, "OpenCV")
-    for backend, outputs in both_backends(net, {"data": x}):
-        assert_close(outputs["y"], expected, backend)
+# ---- Normalize, Reorg, DetectionOutput -----------------------------------------------------------------
 
 
 def test_normalize_without_scale_filler_starts_at_one():
@@ -227,122 +180,10 @@ def read_net_text(body: str, shape: tuple[int, ...], tmp=None, **options):
     return read_net(path, **options)
 
 
-@pytest.mark.parametrize("stride, reverse, shape", [(2, False, (2, 8, 6, 4)), (3, False, (1, 18, 6, 9)),
-                                                    (2, True, (2, 8, 3, 2))])
-def test_reorg(tmp_path, stride, reverse, shape):
-    """darknet's reorg as the MobileNet-YOLO fork calls it; OpenCV's Reorg does the same for the forward case."""
-    text = inputs(shape) + (f'layer {{ name: "reorg" type: "Reorg" bottom: "data" top: "y" reorg_param {{ '
-                            f'stride: {stride} reverse: {str(reverse).lower()} }} }}')
-    prototxt, caffemodel, net = build(tmp_path, text)
-    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
-    expected = reference.reorg(x, stride, reverse)
-    assert net.shape(net.layer("reorg").outputs[0]) == expected.shape
-    if stride == 2 and not reverse:
-        assert_close(opencv(prototxt, caffemodel, {"data": x}, ["reorg"])["reorg"], expected, "OpenCV")
-    for backend, outputs in both_backends(net, {"data": x}):
-        assert_close(outputs["y"], expected, backend)
-
-
 def test_reorg_rejects_channels_not_divisible_by_stride_squared():
     with pytest.raises(ShapeError, match="divisible by stride"):
         read_net_text('layer { name: "r" type: "Reorg" bottom: "data" top: "y" reorg_param { stride: 2 } }',
                       (1, 6, 4, 4), init="none")
-
-
-# (prior_box_param, the same for the reference, whether OpenCV can judge: it defaults clip to true and wants
-# variance given, where Caffe's defaults are false and 0.1, and it ignores img_h/img_w)
-PRIOR_BOXES = {
-    "max_and_flip": ("min_size: 10 max_size: 20 aspect_ratio: 2 aspect_ratio: 3 flip: true clip: false "
-                     "variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2", {
-                         "min_sizes": [10], "max_sizes": [20], "aspect_ratios": [2, 3], "flip": True,
-                         "variance": [0.1, 0.1, 0.2, 0.2]}, True),
-    "clip_one_variance_duplicate_ratio": ("min_size: 8 min_size: 16 aspect_ratio: 2 aspect_ratio: 0.5 clip: true "
-                                          "variance: 0.2 offset: 0.3", {
-                                              "min_sizes": [8, 16], "aspect_ratios": [2, 0.5], "clip": True,
-                                              "variance": [0.2], "offset": 0.3}, True),
-    "caffe_defaults_no_flip_img_size_step": ("min_size: 12 aspect_ratio: 3 flip: false img_size: 40 step: 9", {
-        "min_sizes": [12], "aspect_ratios": [3], "flip": False, "img_size": 40, "step": 9}, False),
-    "step_hw": ("min_size: 5 max_size: 9 step_h: 7 step_w: 11 clip: false variance: 0.1", {
-        "min_sizes": [5], "max_sizes": [9], "step_hw": (7, 11), "variance": [0.1]}, True),
-    # OpenCV takes the image size from the second input even when img_h/img_w give it.
-    "img_hw": ("min_size: 5 img_h: 30 img_w: 50 clip: false variance: 0.1", {
-        "min_sizes": [5], "img_hw": (30, 50), "variance": [0.1]}, False),
-}
-
-
-@pytest.mark.parametrize("case", sorted(PRIOR_BOXES))
-def test_prior_box(tmp_path, case):
-    settings, caffe_settings, opencv_agrees = PRIOR_BOXES[case]
-    text = inputs((1, 2, 4, 5), (1, 3, 32, 48), names=("feature", "image")) + (
-        f'layer {{ name: "priors" type: "PriorBox" bottom: "feature" bottom: "image" top: "y" '
-        f'prior_box_param {{ {settings} }} }}')
-    prototxt, caffemodel, net = build(tmp_path, text)
-    rng = np.random.default_rng(4)
-    feeds = {"feature": rng.standard_normal((1, 2, 4, 5)).astype(np.float32),
-             "image": rng.standard_normal((1, 3, 32, 48)).astype(np.float32)}
-    expected = reference.prior_box((4, 5), (32, 48), **caffe_settings)
-    assert net.shape(net.layer("priors").outputs[0]) == expected.shape
-    if opencv_agrees:
-        assert_close(opencv(prototxt, caffemodel, feeds, ["priors"])["priors"], expected, "OpenCV")
-    for backend, outputs in both_backends(net, feeds):
-        assert_close(outputs["y"], expected, backend)
-
-
-# ---- DetectionOutput ----------------------------------------------------------------------------------
-
-PRIORS_PER_CELL = 4     # min, sqrt(min * max), 2 and 1/2
-
-
-def detection_net(batch: int, classes: int, share: bool, settings: str) -> str:
-    priors = 5 * 5 * PRIORS_PER_CELL
-    loc_classes = 1 if share else classes
-    return inputs((batch, priors * loc_classes * 4), (batch, priors * classes), (batch, 1, 5, 5), (batch, 3, 50, 50),
-                  names=("loc", "conf", "feature", "image")) + (
-        'layer { name: "priors" type: "PriorBox" bottom: "feature" bottom: "image" top: "priors" prior_box_param { '
-        'min_size: 10 max_size: 20 aspect_ratio: 2 clip: false '
-        'variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }\n'
-        'layer { name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "priors" top: "y" '
-        f'detection_output_param {{ num_classes: {classes} share_location: {str(share).lower()} {settings} }} }}')
-
-
-DETECTION_CASES = {
-    "center_size": (2, 3, True, "code_type: CENTER_SIZE nms_param { nms_threshold: 0.45 top_k: 30 } keep_top_k: 20 "
-                                "confidence_threshold: 0.3 background_label_id: 0", 0.5, False),
-    "corner_per_class_locations_no_background": (
-        1, 3, False, "code_type: CORNER background_label_id: -1 nms_param { nms_threshold: 0.3 } "
-                     "confidence_threshold: 0.5", 8.0, False),
-    "corner_size_encoded_variance_ties": (
-        2, 4, False, "code_type: CORNER_SIZE variance_encoded_in_target: true nms_param { nms_threshold: 0.5 "
-                     "top_k: 10 } keep_top_k: 7 background_label_id: 2", 0.5, True),
-    "no_threshold_background_only_shared_corner": (
-        1, 2, True, "code_type: CORNER nms_param { nms_threshold: 0.2 top_k: 50 }", 4.0, True),
-    "nothing_found": (2, 3, True, "code_type: CENTER_SIZE confidence_threshold: 1.5 keep_top_k: 10", 0.5, False),
-}
-
-
-def detection_feeds(batch: int, classes: int, share: bool, loc_scale: float, ties: bool, seed: int = 5):
-    """Random offsets (large ones invert CORNER boxes) and scores in [0, 1) (rounded to 0.1: many ties)."""
-    rng = np.random.default_rng(seed)
-    priors = 5 * 5 * PRIORS_PER_CELL
-    conf = rng.uniform(0, 1, (batch, priors * classes))
-    offsets = rng.standard_normal((batch, priors * (1 if share else classes) * 4)) * loc_scale
-    return {"loc": offsets.astype(np.float32),
-            "conf": (np.round(conf, 1) if ties else conf).astype(np.float32),
-            "feature": np.zeros((batch, 1, 5, 5), np.float32), "image": np.zeros((batch, 3, 50, 50), np.float32)}
-
-
-@pytest.mark.parametrize("case", sorted(DETECTION_CASES))
-def test_detection_output_matches_caffe(tmp_path, case):
-    batch, classes, share, settings, loc_scale, ties = DETECTION_CASES[case]
-    _, _, net = build(tmp_path, detection_net(batch, classes, share, settings))
-    feeds = detection_feeds(batch, classes, share, loc_scale, ties)
-    expected = detections_of(net, "det", feeds["loc"], feeds["conf"], net.layer("priors").params.priors())
-    if case == "nothing_found":
-        assert expected.tolist() == [[[[0, -1, -1, -1, -1, -1, -1], [1, -1, -1, -1, -1, -1, -1]]]]
-    else:
-        assert expected.shape[2] > 3
-    for backend, outputs in both_backends(net, feeds):
-        assert_close(outputs["y"], expected, backend)
 
 
 def test_detection_output_rows_are_opencvs_without_its_padding(tmp_path):
@@ -361,7 +202,7 @@ def test_adaptive_nms_is_exact_in_torch_and_refused_by_onnx(tmp_path):
     settings = "code_type: CENTER_SIZE nms_param { nms_threshold: 0.7 eta: 0.8 } confidence_threshold: 0.2"
     _, _, net = build(tmp_path, detection_net(1, 3, True, settings))
     feeds = detection_feeds(1, 3, True, 0.5, False)
-    priors = net.layer("priors").params.priors()
+    priors = detection_priors()
     expected = detections_of(net, "det", feeds["loc"], feeds["conf"], priors)
     fixed = reference.detection_output(feeds["loc"], feeds["conf"], priors, num_classes=3, code_type="CENTER_SIZE",
                                        nms_threshold=0.7, confidence_threshold=0.2)
@@ -371,45 +212,10 @@ def test_adaptive_nms_is_exact_in_torch_and_refused_by_onnx(tmp_path):
         to_onnx(net)
 
 
-# ---- YOLO outputs -------------------------------------------------------------------------------------
-
-
-def yolo_text(threshold: float, nms: float) -> str:
-    v2 = " ".join(f"biases: {b}" for b in (1.1, 1.3, 3.2, 2.1))
-    v3 = " ".join(f"biases: {b}" for b in (10, 14, 23, 27, 37, 58, 81, 82))
-    return inputs((2, 30, 4, 4), (2, 30, 2, 2), names=("a", "b")) + (
-        'layer { name: "v2" type: "YoloDetectionOutput" bottom: "a" bottom: "b" top: "v2" yolo_detection_output_param '
-        f'{{ num_classes: 3 num_box: 2 confidence_threshold: {threshold} nms_threshold: {nms} {v2} }} }}\n'
-        'layer { name: "v3" type: "Yolov3DetectionOutput" bottom: "b" bottom: "a" top: "v3" '
-        f'yolov3_detection_output_param {{ num_classes: 3 num_box: 2 confidence_threshold: {threshold} '
-        f'nms_threshold: {nms} {v3} mask: 2 mask: 3 mask: 0 mask: 1 mask_group_num: 2 anchors_scale: 16 '
-        'anchors_scale: 8 } }')
-
-
-@pytest.mark.parametrize("threshold, nms", [(0.3, 0.45), (0.05, 0.3), (0.999, 0.45)])
-def test_yolo_detection_outputs_match_the_fork(tmp_path, threshold, nms):
-    """Two inputs each, batch 2 (the fork pools all images, image id 0); 30 channels, of which v3 reads 16."""
-    _, _, net = build(tmp_path, yolo_text(threshold, nms))
-    rng = np.random.default_rng(6)
-    feeds = {"a": rng.standard_normal((2, 30, 4, 4)).astype(np.float32),
-             "b": rng.standard_normal((2, 30, 2, 2)).astype(np.float32)}
-    v2 = reference.yolo_detection_output([feeds["a"], feeds["b"]], num_classes=3, num_box=2,
-                                         biases=[1.1, 1.3, 3.2, 2.1], confidence_threshold=threshold,
-                                         nms_threshold=nms)
-    v3 = reference.yolov3_detection_output([feeds["b"], feeds["a"]], num_classes=3, num_box=2,
-                                           biases=[10, 14, 23, 27, 37, 58, 81, 82], anchors_scale=[16, 8],
-                                           mask=[2, 3, 0, 1], mask_group_num=2, confidence_threshold=threshold,
-                                           nms_threshold=nms)
-    if threshold > 0.9:
-        assert v2.shape == v3.shape == (1, 1, 2, 7) and v2[0, 0, :, 1].tolist() == [-1, -1]
-    for backend, outputs in both_backends(net, feeds):
-        assert_close(outputs["v2"], v2, f"{backend} YoloDetectionOutput")
-        assert_close(outputs["v3"], v3, f"{backend} Yolov3DetectionOutput")
-
-
 # ---- whole SSD nets -----------------------------------------------------------------------------------
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("key", sorted(SSD_NETS))
 def test_ssd_net_end_to_end(key, ssd_net):
     """Everything before DetectionOutput (its three inputs) equals OpenCV's; the detections equal the reference
@@ -433,6 +239,7 @@ def test_ssd_net_end_to_end(key, ssd_net):
         assert_close(outputs["detection_out"], detections_of(net, "detection_out", *given), f"{backend} detections")
 
 
+@pytest.mark.corpus
 def test_yolov3_tiny_end_to_end(tmp_path):
     """The corpus YOLOv3-tiny at 96 x 96 (OpenCV has no Yolov3DetectionOutput): each backend's detections equal
     the fork's, computed from the heads that backend fed the layer; the heads agree across backends."""
@@ -466,7 +273,7 @@ def test_detection_output_with_a_symbolic_batch(tmp_path):
                                    providers=["CPUExecutionProvider"])
     for batch in (1, 3):
         feeds = detection_feeds(batch, 3, True, 0.5, False, seed=batch)
-        expected = detections_of(net, "det", feeds["loc"], feeds["conf"], net.layer("priors").params.priors())
+        expected = detections_of(net, "det", feeds["loc"], feeds["conf"], detection_priors())
         assert_close(session.run(["y"], feeds)[0], expected, f"batch {batch}")
         feeds["conf"][:] = 0
         assert session.run(["y"], feeds)[0].tolist() == [[[[i, -1, -1, -1, -1, -1, -1] for i in range(batch)]]]

@@ -8,7 +8,14 @@ import xml.etree.ElementTree as ET
 
 import graphviz
 import pytest
-from support import CORPUS, SAMPLES, corpus_files
+from support import (
+    CORPUS,
+    CORPUS_INPUT_SHAPES,
+    SAMPLES,
+    corpus_files,
+    corpus_params,
+    refused_as_known,
+)
 
 import protodef
 from converters.graphviz import draw, find_blocks, save_drawing
@@ -44,8 +51,6 @@ def resnet50():
 
 @pytest.fixture(scope="module")
 def googlenet():
-    if not GOOGLENET.exists():
-        pytest.skip("the corpus is not here")
     return read_net(GOOGLENET, init="none")
 
 
@@ -164,6 +169,7 @@ def test_blocks_come_from_structure_not_names():
     assert [[len(run.blocks) for run in stage.runs] for stage in structure.stages] == [[1, 2], [1, 3], [1, 5], [1, 2]]
 
 
+@pytest.mark.corpus
 def test_googlenet_inception_modules_found_by_structure(googlenet):
     structure = find_blocks(googlenet)
     modules = [f"inception_{s}{m}" for s, ms in (("3", "ab"), ("4", "abcde"), ("5", "ab")) for m in ms]
@@ -177,12 +183,11 @@ def test_googlenet_inception_modules_found_by_structure(googlenet):
     assert all(len(run.blocks) == 1 for run in structure.runs)   # every module has its own widths
 
 
+@pytest.mark.corpus
 def test_skip_connections_spanning_the_net_are_not_a_block():
     # FCN-8s: the input feeds the final crop and pool3 the last fusion, so the regions ending there are
     # nearly the whole net; the fusion of pool4's scores with the deep path is the one block.
     path = CORPUS / "fcn" / "voc-fcn8s_deploy.prototxt"
-    if not path.exists():
-        pytest.skip("the corpus is not here")
     net = read_net(path, init="none")
     (block,) = find_blocks(net).blocks
     assert block.entry == "pool4" and block.exit == "fuse_pool4"
@@ -211,9 +216,11 @@ def _openpose_like(tail: int) -> str:
 
 def test_plain_chains_have_no_blocks():
     assert find_blocks(build(RESNET_HEAD)).blocks == ()
-    alexnet = CORPUS / "bvlc_caffe" / "bvlc_alexnet_deploy.prototxt"
-    if alexnet.exists():
-        assert find_blocks(read_net(alexnet, init="none")).blocks == ()
+
+
+@pytest.mark.corpus
+def test_alexnet_has_no_blocks():
+    assert find_blocks(read_net(CORPUS / "bvlc_caffe" / "bvlc_alexnet_deploy.prototxt", init="none")).blocks == ()
 
 
 # ---- stacks ---------------------------------------------------------------------------------------------------
@@ -343,6 +350,7 @@ def nodes_named(graph: dict, name: str) -> str:
     return graph["nodes"][name].get("id")
 
 
+@pytest.mark.corpus
 def test_googlenet_collapsed_draws_each_module_once(googlenet):
     graph = parse_dot(draw(googlenet, collapse=True).source)
     modules = [i for i in by_id(graph) if i and i.startswith("block:")]
@@ -432,13 +440,11 @@ def test_cli_draw(tmp_path, capsys):
         assert svg_groups(svg_tree(svg.read_bytes()), "node")
 
 
-def _deploy_nets():
-    return [pytest.param(path, id=str(path.relative_to(CORPUS))) for path in corpus_files("deploy")]
-
-
-@pytest.mark.parametrize("path", _deploy_nets())
+@pytest.mark.parametrize("path", corpus_params(corpus_files("deploy")))
 def test_every_corpus_deploy_net_renders(path):
-    net = read_net(path, init="none", lenient=True)   # as `protodef draw` reads it: opaque nodes, named sizes
+    if refused_as_known(path):
+        return
+    net = read_net(path, init="none", input_shape=CORPUS_INPUT_SHAPES.get(path.name))
     structure = find_blocks(net)
     stacked = {layer.name for stack in stack_layers(net).stacks.values() for layer in stack.layers[1:]}
     for collapse in (False, True):

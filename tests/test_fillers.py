@@ -160,7 +160,7 @@ def test_parameter_errors():
 
 
 def test_caffe_filler_parameter_messages_work():
-    import caffe_proto.caffe_pb2 as caffe_pb2
+    from caffe_proto import caffe_pb2
     param = caffe_pb2.FillerParameter(type="msra", variance_norm=caffe_pb2.FillerParameter.FAN_OUT)
     out = fill(param, (256, 8, 3, 3), rng(11))
     assert abs(out.std() / math.sqrt(2.0 / (256 * 9)) - 1) < 0.02

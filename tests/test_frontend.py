@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from support import CORPUS, corpus_files
+from support import CORPUS, corpus_files, corpus_params
 
 from protodef.api import read_net
 from protodef.build import build_net
@@ -141,17 +141,15 @@ def test_input_shape_override():
     assert net.shape(net.layer("pool1").outputs[0]) == (2, 64, 16, 16)
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="../shared/corpus is not there")
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", corpus_params(corpus_files()))
 def test_every_corpus_file_parses(path):
     param, source = parse_prototxt(path.read_bytes(), path=str(path))
     assert len(param.layer) + len(param.layers) == len(source.layer_locations) + len(source.layers_locations)
 
 
+@pytest.mark.corpus
 def test_resnet50_shapes():
     path = CORPUS / "resnet_kaiminghe" / "prototxt_ResNet-50-deploy.prototxt"
-    if not path.exists():
-        pytest.skip("corpus not there")
     net = read_net(path, init="none")
     shapes = {net.value_name(v): net.shapes[v] for layer in net for v in layer.outputs}
     assert shapes["res5c"] == (1, 2048, 7, 7) and shapes["pool5"] == (1, 2048, 1, 1) and shapes["prob"] == (1, 1000)

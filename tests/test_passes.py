@@ -480,6 +480,19 @@ def test_training_layers_silence_and_unread_labels_go_with_notes():
         assert any(word in note for note in lowered.notes), word
 
 
+def test_a_silenced_top_of_a_layer_that_stays_is_no_net_output():
+    """A Slice whose second piece is silenced stays for its first: the Silence stays too, or that piece would
+    become a net output Caffe does not have."""
+    net = build(input_layer(2, 6, 4, 5) + """
+layer { name: "slice" type: "Slice" bottom: "data" top: "a" top: "b" slice_param { slice_point: 2 } }
+layer { name: "mute" type: "Silence" bottom: "b" }
+layer { name: "relu" type: "ReLU" bottom: "a" top: "r" }
+""")
+    lowered, report = lower(net)
+    assert [lowered.value_name(v) for v in lowered.outputs()] == ["r"] == [net.value_name(v) for v in net.outputs()]
+    assert types(lowered) == ["Slice", "ReLU", "Silence"] and report.passes[0].removed == []
+
+
 def test_a_kept_layer_reading_a_loss_is_an_error():
     text = input_layer(2, 3) + input_layer(2, top="label") + """
 layer { name: "loss" type: "EuclideanLoss" bottom: "data" bottom: "data" top: "loss" }
@@ -489,12 +502,11 @@ layer { name: "twice" type: "Power" bottom: "loss" top: "twice" power_param { sc
         remove_training_layers(build(text))
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("name, shape, output", [("mnist_lenet_train_test", (64, 1, 28, 28), "ip2"),
                                                   ("bvlc_alexnet_train_val", (10, 3, 227, 227), "fc8")])
 def test_train_val_nets_become_their_deploy_view(name, shape, output):
     path = CORPUS / "bvlc_caffe" / f"{name}.prototxt"
-    if not path.exists():
-        pytest.skip("no corpus")
     net = read_net(path, init="none", input_shape={"data": shape})
     lowered, report = lower(net)
     assert [lowered.value_name(v) for v in lowered.outputs()] == [output]
@@ -503,7 +515,7 @@ def test_train_val_nets_become_their_deploy_view(name, shape, output):
     assert not any(layer.spec.training_only or layer.type == "Dropout" for layer in lowered.layers())
 
 
-@pytest.mark.skipif(not (CORPUS / "resnet_kaiminghe").exists(), reason="no corpus")
+@pytest.mark.corpus
 def test_resnet50_folds_every_batchnorm_and_scale():
     net = read_net(CORPUS / "resnet_kaiminghe" / "prototxt_ResNet-50-deploy.prototxt", init="random")
     lowered, report = lower(net)

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
+from support import CORPUS, corpus_params
 
 from caffe_proto import caffe_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def _field(message, name):
@@ -336,16 +336,7 @@ def test_fork_text_snippet_parses():
 # Every real-world prototxt in the shared corpus parses
 
 
-def _corpus_files():
-    if not CORPUS.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(
-            reason=f"corpus not found at {CORPUS}"), id="no-corpus")]
-    files = sorted(CORPUS.rglob("*.prototxt"))
-    return [pytest.param(path, id=str(path.relative_to(CORPUS)))
-            for path in files]
-
-
-@pytest.mark.parametrize("path", _corpus_files())
+@pytest.mark.parametrize("path", corpus_params(sorted(CORPUS.rglob("*.prototxt"))))
 def test_corpus_prototxt_parses(path):
     text = path.read_text(encoding="utf-8")
     net = caffe_pb2.NetParameter()

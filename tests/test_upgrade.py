@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
+from support import CORPUS
 
 from caffe_proto import caffe_pb2
 from protodef.errors import ProtodefError, SchemaError
@@ -15,8 +16,6 @@ from protodef.upgrade import (
     upgrade_net,
     upgrade_text,
 )
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 # Fields that differ between the old and the modern copy of the same BVLC model for reasons
 # that have nothing to do with the upgrade: the modern files spell out fillers, and the newer
@@ -33,18 +32,14 @@ def net_from_text(text: str) -> caffe_pb2.NetParameter:
 
 def corpus_net(relative: str) -> caffe_pb2.NetParameter:
     path = CORPUS / relative
-    if not path.is_file():
-        pytest.skip(f"corpus file {relative} not present")
     return net_from_text(path.read_text(encoding="utf-8", errors="replace"))
 
 
-def corpus_files(*patterns: str) -> list[str]:
-    if not CORPUS.is_dir():
-        return []
-    found = []
-    for pattern in patterns:
-        found += sorted(str(p.relative_to(CORPUS)) for p in CORPUS.glob(pattern))
-    return found
+def corpus_files(*patterns: str) -> list:
+    """pytest params of the corpus files (relative paths) the patterns match, marked `corpus`."""
+    found = [str(p.relative_to(CORPUS)) for pattern in patterns for p in sorted(CORPUS.glob(pattern))]
+    return ([pytest.param(relative, id=relative, marks=pytest.mark.corpus) for relative in found]
+            or [pytest.param(None, id="no-corpus", marks=pytest.mark.corpus)])
 
 
 OLD_FILES = corpus_files("bvlc_caffe_v0_2014/*.prototxt", "bvlc_caffe_v1_2015/*.prototxt",
@@ -119,7 +114,6 @@ def test_v0_types_name_real_v1_types():
 # corpus: every old file upgrades into a clean modern net
 
 
-@pytest.mark.skipif(not OLD_FILES, reason="shared corpus not present")
 @pytest.mark.parametrize("relative", OLD_FILES)
 def test_old_corpus_file_upgrades_cleanly(relative):
     original = corpus_net(relative)
@@ -144,7 +138,7 @@ def test_old_corpus_file_upgrades_cleanly(relative):
     assert net_from_text(text) == upgraded
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+@pytest.mark.corpus
 def test_whole_corpus_upgrades_and_needs_upgrade_agrees():
     # Every corpus file our schema reads (fork layers included) upgrades without error, and
     # needs_upgrade is true exactly when the upgrade has something to say.
@@ -173,6 +167,7 @@ def test_modern_bvlc_files_are_left_alone(relative):
     assert not needs_upgrade(net)
 
 
+@pytest.mark.corpus
 def test_modern_batch_norm_with_zero_lr_is_left_alone():
     # BVLC's own BatchNorm example lists three "param { lr_mult: 0 }"; that is already what
     # Caffe's BatchNorm upgrade wants, so nothing changes.
@@ -205,6 +200,7 @@ def _input_layer_matches(upgraded: caffe_pb2.NetParameter, modern: caffe_pb2.Net
     ("bvlc_caffe_v1_2015/siamese_mnist_siamese_train_test.prototxt",
      "bvlc_caffe/siamese_mnist_siamese_train_test.prototxt"),
 ])
+@pytest.mark.corpus
 def test_v1_corpus_matches_modern_copy(v1, modern):
     upgraded, _ = upgrade_net(corpus_net(v1), path=v1)
     target = corpus_net(modern)
@@ -217,6 +213,7 @@ def test_v1_corpus_matches_modern_copy(v1, modern):
         assert_same_layer(mine, reference)
 
 
+@pytest.mark.corpus
 def test_v0_imagenet_deploy_matches_modern_caffenet():
     # The V0 ImageNet deploy net is CaffeNet; the modern corpus has CaffeNet's train_val net.
     # The layers they share (everything but data, accuracy, loss and the final softmax) must
@@ -239,6 +236,7 @@ def test_v0_imagenet_deploy_matches_modern_caffenet():
     assert any("V0" in note for note in notes)
 
 
+@pytest.mark.corpus
 def test_v0_lenet_matches_modern_lenet():
     # The V0 LeNet is a training-only net; the modern one has TRAIN and TEST data layers and an
     # accuracy layer.  Compare the training data layer and the model layers.  The V0 net has
@@ -259,6 +257,7 @@ def test_v0_lenet_matches_modern_lenet():
         assert_same_layer(layer, modern[(layer.name, ())])
 
 
+@pytest.mark.corpus
 def test_v1_age_gender_and_vgg_facts():
     age, notes = upgrade_net(corpus_net("age_gender/age_deploy.prototxt"))
     assert age.layer[0].type == "Input" and list(age.layer[0].top) == ["data"]
@@ -748,6 +747,7 @@ def schema_module(proto_text: str):
 @pytest.mark.parametrize("relative", ["bvlc_caffe_v1_2015/bvlc_alexnet_deploy.prototxt",
                                       "bvlc_caffe_v0_2014/imagenet_imagenet_deploy.prototxt",
                                       MOBILENET_SSD])
+@pytest.mark.corpus
 def test_fork_schema_net_upgrades_like_caffe_pb2(fork, relative):
     reference = corpus_net(relative)
     net = fork_net(fork, (CORPUS / relative).read_text(encoding="utf-8", errors="replace"))
@@ -772,11 +772,10 @@ def test_fork_schema_small_nets_upgrade_like_caffe_pb2(fork):
         assert upgrade_net(fork_net(fork, text))[1] == upgrade_net(reference)[1], text
 
 
+@pytest.mark.corpus
 def test_read_net_with_fork_schema_upgrades_net_level_inputs():
     from protodef.api import read_net
     path = CORPUS / MOBILENET_SSD
-    if not path.is_file():
-        pytest.skip(f"corpus file {MOBILENET_SSD} not present")
     net = read_net(str(path), proto=str(SCHEMA), init="none")
     plain = read_net(str(path), init="none")
     assert [i.value.blob for i in net.inputs] == ["data"]

@@ -111,7 +111,7 @@ def test_writer_output_is_canonical_protobuf(tmp_path):
 
 
 def test_writer_matches_caffe_pb2_when_available(tmp_path):
-    import caffe_proto.caffe_pb2 as caffe_pb2
+    from caffe_proto import caffe_pb2
     rng = np.random.default_rng(3)
     w = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
     b = rng.standard_normal(3).astype(np.float32)

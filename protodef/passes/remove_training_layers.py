@@ -14,8 +14,9 @@ def remove_training_layers(net: Net) -> Net:
     silences = out.layers(type="Silence")
     _remove_all(out, training + silences)
     out.notes.extend(f"dropped training-only layer {describe(layer)}" for layer in training)
-    out.notes.extend(f"dropped Silence layer {describe(layer)}" for layer in silences)
     _remove_silenced_producers(net, out, silences)
+    _keep_silencing(out, silences)
+    out.notes.extend(f"dropped Silence layer {describe(layer)}" for layer in silences if layer.name not in out)
     read_before = {v for layer in net.layers() for v in layer.inputs}
     read_now = {v for layer in out.layers() for v in layer.inputs}
     for net_input in list(out.inputs):
@@ -55,3 +56,12 @@ def _remove_silenced_producers(before: Net, net: Net, silences: list[Layer]) -> 
             gone.add(producer.name)
             net.notes.append(f"dropped {describe(producer)}: it only fed Silence layers")
             pending.extend(producer.inputs)
+
+
+def _keep_silencing(net: Net, silences: list[Layer]) -> None:
+    """A silenced value whose producer stays (it also computes values that are read) is still no net output:
+    a Silence goes on reading it."""
+    for layer in silences:
+        unread = tuple(v for v in layer.inputs if net.producer(v) is not None and not net.consumers(v))
+        if unread:
+            net.add(layer.replace(inputs=unread))
