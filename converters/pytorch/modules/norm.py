@@ -209,15 +209,16 @@ class ChannelMean(nn.Module):
 
     def __init__(self, offsets: List[float], input_scale: float, output_scale: float):
         super().__init__()
-        self.offsets = offsets
+        # Made once, not per call; it follows .to() and .half(), and the constructor's arguments rebuild it.
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.float32), persistent=False)
         self.input_scale = input_scale
         self.output_scale = output_scale
 
     def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
         results: List[torch.Tensor] = []
         for x in inputs:
-            values = torch.tensor(self.offsets, dtype=x.dtype, device=x.device)
-            offsets = values.repeat(x.shape[1] // len(self.offsets)).reshape([-1] + [1] * (x.dim() - 2))
+            repeats = x.shape[1] // self.offsets.shape[0]
+            offsets = self.offsets.to(x.dtype).repeat(repeats).reshape([-1] + [1] * (x.dim() - 2))
             results.append((x * self.input_scale + offsets) * self.output_scale)
         return results
 
