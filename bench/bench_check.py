@@ -58,7 +58,8 @@ def backends_once(prototxt: Path, caffemodel: Path, net, inputs: dict[str, np.nd
         def run():
             import onnxruntime as ort
             from converters.onnx import to_onnx
-            session = ort.InferenceSession(to_onnx(net, fold=fold).SerializeToString(),
+            from protodef.api import lower
+            session = ort.InferenceSession(to_onnx(lower(net, fold=fold)).SerializeToString(),
                                            providers=["CPUExecutionProvider"])
             return session.run(None, inputs)
         return run
@@ -67,7 +68,8 @@ def backends_once(prototxt: Path, caffemodel: Path, net, inputs: dict[str, np.nd
         def run():
             import torch
             from converters.pytorch import to_torch
-            module = to_torch(net, fold=fold)
+            from protodef.api import lower
+            module = to_torch(lower(net, fold=fold))
             with torch.no_grad():
                 return module(*(torch.from_numpy(array) for array in inputs.values()))
         return run

@@ -9,8 +9,8 @@ torch.inference_mode on the CPU, one call at a time, interleaved, after a warm-u
 median and the minimum of --repeat calls (the minimum is the steadier one on a busy machine):
 
   hand-written   the torchvision-style module (BatchNorm after every convolution)
-  protodef       converters.pytorch.to_torch(net)             (BatchNorm and Scale folded into the convolutions)
-  unfolded       converters.pytorch.to_torch(net, fold=False) (nn.BatchNorm2d, as hand-written)
+  protodef       to_torch(protodef.lower(net))              (BatchNorm and Scale folded into the convolutions)
+  unfolded       to_torch(protodef.lower(net, fold=False))  (BatchNorm and Scale as modules, as hand-written)
 
 Run from the repository root:  python bench/bench_torch.py [--repeat 15] [--threads N] [--batches 1 8]
 """
@@ -91,19 +91,38 @@ class ResNet50(nn.Module):
         return torch.softmax(self.fc(x), 1)
 
 
-def caffe_name(key: str) -> str:
-    """The Caffe state-dict key (protodef's unfolded module) of a hand-written ResNet50 key."""
+def caffe_layer(key: str) -> tuple[str, str]:
+    """(Caffe layer, parameter) of a hand-written ResNet50 state-dict key; BatchNorm keys name the BatchNorm."""
     parts = key.split(".")
     if parts[0] in ("conv1", "fc"):
-        return ("fc1000" if parts[0] == "fc" else "conv1") + "." + parts[1]
+        return ("fc1000" if parts[0] == "fc" else "conv1"), parts[1]
     if parts[0] == "bn1":
-        return "bn_conv1." + parts[1]
+        return "bn_conv1", parts[1]
     stage, block = int(parts[0][5:]) + 1, "abcdef"[int(parts[1])]
     if parts[2] == "downsample":
         kind = "res" if parts[3] == "0" else "bn"
-        return f"{kind}{stage}{block}_branch1.{parts[4]}"
+        return f"{kind}{stage}{block}_branch1", parts[4]
     kind, index = ("res", parts[2][4:]) if parts[2].startswith("conv") else ("bn", parts[2][2:])
-    return f"{kind}{stage}{block}_branch2{'abc'[int(index) - 1]}.{parts[3]}"
+    return f"{kind}{stage}{block}_branch2{'abc'[int(index) - 1]}", parts[3]
+
+
+def hand_written_state(hand_written: dict, caffe: dict) -> dict:
+    """The hand-written module's state from protodef's unfolded one, whose BatchNorm keeps Caffe's blobs (sums
+    and a scale factor) and whose Scale layer holds the affine weight and bias."""
+    state = {}
+    for key, own in hand_written.items():
+        layer, parameter = caffe_layer(key)
+        if not layer.startswith("bn"):
+            state[key] = caffe[f"{layer}.{parameter}"]
+        elif parameter in ("weight", "bias"):
+            state[key] = caffe[f"scale{layer[2:]}.{parameter}"]
+        elif parameter in ("running_mean", "running_var"):
+            factor = float(caffe[f"{layer}.scale_factor"].reshape(-1)[0])
+            blob = caffe[f"{layer}.{'mean' if parameter == 'running_mean' else 'variance'}"]
+            state[key] = blob * (0.0 if factor == 0 else 1.0 / factor)
+        else:
+            state[key] = own    # num_batches_tracked
+    return state
 
 
 def build(prototxt: Path, directory: Path):
@@ -134,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from converters.pytorch import to_torch
+    from protodef.api import lower
 
     prototxt = next((p for p in PROTOTXTS if p.exists()), None)
     if prototxt is None:
@@ -141,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory() as directory:
         net = build(prototxt, Path(directory))
-    models = {"hand-written": ResNet50().eval(), "protodef": to_torch(net), "unfolded": to_torch(net, fold=False)}
+    models = {"hand-written": ResNet50().eval(), "protodef": to_torch(lower(net)),
+              "unfolded": to_torch(lower(net, fold=False))}
     state = models["unfolded"].state_dict()
-    models["hand-written"].load_state_dict({k: state[caffe_name(k)] for k in models["hand-written"].state_dict()})
+    models["hand-written"].load_state_dict(hand_written_state(models["hand-written"].state_dict(), state))
 
     print(f"{prototxt.relative_to(ROOT.parent) if ROOT.parent in prototxt.parents else prototxt}; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; {args.repeat} calls each, interleaved")

@@ -1,9 +1,11 @@
-"""Regenerate (or verify) the committed Python bindings for caffe.proto.
+"""Regenerate (or verify) the committed Python bindings of protodef's two protobuf schemas: caffe.proto
+(caffe_proto/caffe_pb2.py) and the part of ONNX's format the ONNX backend writes
+(converters/onnx/wire.proto -> wire_pb2.py).
 
 Usage::
 
-    python -m caffe_proto.regenerate          # rewrite caffe_pb2.py / .pyi
-    python -m caffe_proto.regenerate --check  # exit 1 if they are stale
+    python -m caffe_proto.regenerate          # rewrite the *_pb2.py / .pyi files
+    python -m caffe_proto.regenerate --check  # exit 1 if any is stale
 
 The bindings are produced by the protoc bundled with ``grpcio-tools``
 (``python -m grpc_tools.protoc``), so only that package is needed.
@@ -42,8 +44,13 @@ import tempfile
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-PROTO = PACKAGE_DIR / "caffe.proto"
-OUTPUTS = ("caffe_pb2.py", "caffe_pb2.pyi")
+REPO = PACKAGE_DIR.parent
+# Each schema, and the directory its bindings are generated into (beside it).
+SCHEMAS = (PACKAGE_DIR / "caffe.proto", REPO / "converters" / "onnx" / "wire.proto")
+
+
+def outputs_of(proto: Path) -> tuple[Path, Path]:
+    return proto.with_name(f"{proto.stem}_pb2.py"), proto.with_name(f"{proto.stem}_pb2.pyi")
 
 # Lines that identify the generator version rather than the schema: the
 # "# Protobuf Python Version: X.Y.Z" header and the three integers passed to
@@ -65,22 +72,24 @@ def _protoc_main():
     return protoc.main
 
 
-def generate(out_dir: Path) -> dict[str, str]:
-    """Run protoc on caffe.proto into out_dir; return {file name: text}."""
+def generate(out_dir: Path) -> dict[Path, str]:
+    """Run protoc on every schema into out_dir; return {committed path: fresh text}."""
     main = _protoc_main()
-    args = [
-        "grpc_tools.protoc",
-        f"--proto_path={PACKAGE_DIR}",
-        f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
-        str(PROTO),
-    ]
-    status = main(args)
-    if status != 0:
-        raise SystemExit(f"protoc failed with status {status}")
-    return {
-        name: (out_dir / name).read_text(encoding="utf-8") for name in OUTPUTS
-    }
+    fresh = {}
+    for proto in SCHEMAS:
+        args = [
+            "grpc_tools.protoc",
+            f"--proto_path={proto.parent}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            str(proto),
+        ]
+        status = main(args)
+        if status != 0:
+            raise SystemExit(f"protoc failed on {proto.name} with status {status}")
+        for target in outputs_of(proto):
+            fresh[target] = (out_dir / target.name).read_text(encoding="utf-8")
+    return fresh
 
 
 def _strip_versions(text: str) -> str:
@@ -134,12 +143,12 @@ def _describe(old_text: str, new_text: str) -> str:
     return "\n".join(lines[:40])
 
 
-def check(fresh: dict[str, str]) -> int:
+def check(fresh: dict[Path, str]) -> int:
     """Compare fresh output with the committed files; return an exit code."""
     stale = []
     notes = []
-    for name, new_text in fresh.items():
-        path = PACKAGE_DIR / name
+    for path, new_text in fresh.items():
+        name = path.relative_to(REPO)
         if not path.exists():
             stale.append(f"{name}: missing")
             continue
@@ -157,29 +166,28 @@ def check(fresh: dict[str, str]) -> int:
     for note in notes:
         print(f"note: {note}")
     if stale:
-        print("caffe_proto bindings are stale; run "
+        print("protobuf bindings are stale; run "
               "`python -m caffe_proto.regenerate`:", file=sys.stderr)
         for item in stale:
             print(item, file=sys.stderr)
         return 1
-    print("caffe_proto bindings are up to date")
+    print("protobuf bindings are up to date")
     return 0
 
 
-def write(fresh: dict[str, str]) -> int:
-    for name, text in fresh.items():
-        target = PACKAGE_DIR / name
+def write(fresh: dict[Path, str]) -> int:
+    for target, text in fresh.items():
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
-        print(f"wrote {target.relative_to(PACKAGE_DIR.parent)}")
+        print(f"wrote {target.relative_to(REPO)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m caffe_proto.regenerate",
-        description="Regenerate caffe_pb2.py/.pyi from caffe.proto.",
+        description="Regenerate caffe_pb2.py and wire_pb2.py (and .pyi) from their schemas.",
     )
     parser.add_argument(
         "--check",

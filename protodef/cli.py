@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--fp16", action="store_true",
                          help="weights and arithmetic in float16; prints the largest difference from float32")
     convert.add_argument("--verify", action="store_true",
-                         help="run what was written on random inputs against a second backend and print the "
-                              "largest difference (exit 1 beyond the tolerance)")
+                         help="check an ONNX model with onnx's full checker before writing it, run what was "
+                              "written on random inputs against a second backend and print the largest "
+                              "difference (exit 1 beyond the tolerance)")
     convert.add_argument("--seed", type=int, default=0,
                          help="seed of the made-up weights without --weights, and of --verify's inputs (default 0)")
 
@@ -232,7 +233,8 @@ def run_convert(args: argparse.Namespace) -> int:
     to, torch_format = convert_target(args.to, args.torch_format, args.output)
     if to == "pytorch":
         require_torch()     # before any work: one line saying how to install it
-    target = Target(to, torch_format, args.opset, args.dynamic_batch, not args.no_fold, args.fp16)
+    target = Target(to, torch_format, args.opset, args.dynamic_batch, not args.no_fold, args.fp16,
+                    check_onnx=args.verify)
     refuse_collisions(args.prototxt, target.suffix, args.output_dir, importable=target.suffix == ".py")
     make_output_dir(args.output_dir)
     steps = 2 + args.fp16 + args.verify

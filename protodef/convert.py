@@ -22,6 +22,8 @@ class Target:
     dynamic_batch: bool = False
     fold: bool = True
     float16: bool = False
+    check_onnx: bool = False       # onnx's full checker before writing (--verify): it imports onnx, which costs
+                                   # more than the rest of a conversion
 
     @property
     def suffix(self) -> str:
@@ -66,7 +68,7 @@ def write(net: Net, output: str, target: Target) -> list[str]:
     if target.to == "onnx":
         from converters.onnx import save_onnx
         return save_onnx(net, output, opset=target.opset, dynamic_batch=target.dynamic_batch,
-                         float16=target.float16)
+                         float16=target.float16, check=target.check_onnx)
     require_torch()
     from converters.pytorch import save_pytorch
     return save_pytorch(net, output, form=target.torch_format, float16=target.float16)

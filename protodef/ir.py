@@ -104,19 +104,19 @@ class Net:
         self.metadata: dict[str, str] = {}         # protodef.<key> in an ONNX model: weights, seed, preprocessing
         self._producer: dict[Value, str] = {}
         self._final: dict[str, int] | None = None    # cache: the last version of each blob
+        self._sorted: tuple[str, ...] | None = None  # cache: layer names in topological order
         self._order = 0
 
     # ---- reading -------------------------------------------------------------------------------
     def layers(self, type: str | Iterable[str] | None = None) -> list[Layer]:
         """Layers in topological order (ties broken by prototxt order)."""
         wanted = {type} if isinstance(type, str) else (set(type) if type is not None else None)
-        order = nx.get_node_attributes(self.graph, "order")
-        result = []
-        for name in nx.lexicographical_topological_sort(self.graph, key=order.__getitem__):
-            layer = self.graph.nodes[name]["layer"]
-            if wanted is None or layer.type in wanted:
-                result.append(layer)
-        return result
+        if self._sorted is None:   # every edit of the graph goes through _connect or _disconnect, which drop it
+            order = nx.get_node_attributes(self.graph, "order")
+            self._sorted = tuple(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
+        nodes = self.graph.nodes
+        layers = [nodes[name]["layer"] for name in self._sorted]
+        return layers if wanted is None else [layer for layer in layers if layer.type in wanted]
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers())
@@ -201,7 +201,7 @@ class Net:
         return layer
 
     def _connect(self, layer: Layer) -> None:
-        self._final = None
+        self._final = self._sorted = None
         for index, value in enumerate(layer.inputs):
             producer = self._producer.get(value)
             if producer is not None:
@@ -210,7 +210,7 @@ class Net:
             self._producer[value] = layer.name
 
     def _disconnect(self, layer: Layer) -> None:
-        self._final = None
+        self._final = self._sorted = None
         self.graph.remove_edges_from(list(self.graph.in_edges(layer.name, keys=True)))
         for value in layer.outputs:
             if self._producer.get(value) == layer.name:
@@ -284,6 +284,7 @@ class Net:
         other.metadata = dict(self.metadata)
         other._producer = dict(self._producer)
         other._final = None
+        other._sorted = self._sorted
         other._order = self._order
         return other
 

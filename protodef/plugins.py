@@ -19,7 +19,7 @@ from .layers.registry import FAMILIES, LAYER_SPECS, LayerSpec, Registry, spec_of
 class Plugin:
     type: str
     shape: Callable[[list[Shape], dict[str, Any]], Any]
-    onnx: Callable | None = None          # (layer, ctx) -> list[onnx.NodeProto], like a built-in converter
+    onnx: Callable | None = None          # (layer, ctx) -> list of NodeProto, like a built-in converter
     torch: Callable | None = None         # (layer, ctx) -> torch.nn.Module taking the layer's inputs, likewise
     weights: Callable[[list[Shape], dict[str, Any]], list[Shape]] | None = None
 
@@ -67,7 +67,8 @@ def register_layer(type_name: str, *, shape: Callable, onnx: Callable | None = N
 
     shape(input_shapes, fields) -> one shape or a list of shapes (one per top);
     weights(input_shapes, fields) -> the shapes of the layer's blobs in the caffemodel (optional);
-    onnx(layer, ctx) -> a list of ONNX nodes, like converters/onnx's;
+    onnx(layer, ctx) -> a list of ONNX nodes, like converters/onnx's: built with ctx.node (protodef's own
+        ONNX classes) or with onnx.helper (taken as they are);
     torch(layer, ctx) -> an nn.Module (or Steps), like converters/pytorch's.
     `replace=True` overrides a built-in type until `unregister_layer`.
     """

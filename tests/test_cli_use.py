@@ -228,7 +228,7 @@ def test_no_progress_line_off_a_terminal_and_tqdm_not_imported(tmp_path):
 def test_progress_line_on_a_terminal(tmp_path, capsys, monkeypatch):
     import io
 
-    import protodef.progress as progress
+    from protodef import progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -317,21 +317,30 @@ def test_fp16_keeps_integer_indices_exact(tmp_path):
 def test_fp16_keeps_float32_only_operator_inputs():
     """NonMaxSuppression takes float32 boxes and scores only: they are cast back in front of it."""
     import onnxruntime
-    from onnx import TensorProto, helper, numpy_helper
 
     from converters.onnx.float16 import to_float16
-    boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 3, 4])
-    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 3])
-    selected = helper.make_tensor_value_info("selected", TensorProto.INT64, ["n", 3])
-    doubled = helper.make_tensor_value_info("doubled", TensorProto.FLOAT, [1, 3, 4])
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["boxes", "boxes"], ["doubled"]),
-         helper.make_node("NonMaxSuppression", ["doubled", "scores", "most", "iou"], ["selected"])],
-        "nms", [boxes, scores], [selected, doubled],
-        [numpy_helper.from_array(np.array([3], np.int64), "most"), numpy_helper.from_array(np.array([0.5], np.float32),
-                                                                                           "iou")])
-    model = to_float16(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-    onnx.checker.check_model(model, full_check=True)
+    from converters.onnx.proto import (
+        Initializer,
+        ModelProto,
+        TensorProto,
+        make_graph,
+        make_node,
+        make_tensor_value_info,
+    )
+    boxes = make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 3, 4])
+    scores = make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 3])
+    selected = make_tensor_value_info("selected", TensorProto.INT64, ["n", 3])
+    doubled = make_tensor_value_info("doubled", TensorProto.FLOAT, [1, 3, 4])
+    model = ModelProto(ir_version=7)
+    model.opset_import.add(domain="", version=13)
+    model.graph.CopyFrom(make_graph(
+        [make_node("Add", ["boxes", "boxes"], ["doubled"]),
+         make_node("NonMaxSuppression", ["doubled", "scores", "most", "iou"], ["selected"])],
+        "nms", [boxes, scores], [selected, doubled]))
+    initializers = to_float16(model, [Initializer("most", np.array([3], np.int64)),
+                                      Initializer("iou", np.array([0.5], np.float32))])
+    model.graph.initializer.extend(i.tensor() for i in initializers)
+    onnx.checker.check_model(model.SerializeToString(), full_check=True)
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [TensorProto.FLOAT16] * 2
     assert next(t for t in model.graph.initializer if t.name == "iou").data_type == TensorProto.FLOAT
     box_values = np.array([[[0, 0, 1, 1], [0, 0, 1, 1.01], [5, 5, 6, 6]]], np.float16)
@@ -343,8 +352,7 @@ def test_fp16_keeps_float32_only_operator_inputs():
 def test_weights_beyond_the_protobuf_limit_go_to_an_external_file(tmp_path, monkeypatch):
     import onnxruntime
 
-    import converters.onnx.save as save
-    from converters.onnx import save_onnx
+    from converters.onnx import save, save_onnx
     from protodef.api import lower, read_net
     net = lower(read_net(TINY / "tiny.prototxt", TINY / "tiny.caffemodel"))
     assert save_onnx(net, tmp_path / "inline.onnx") == [str(tmp_path / "inline.onnx")]
@@ -366,7 +374,7 @@ def test_verify_prints_the_largest_difference_and_fails_beyond_the_tolerance(tmp
     code, out, _ = cli(capsys, "convert", prototxt, "-w", caffemodel, "--verify")
     (line,) = [line for line in out.splitlines() if line.startswith("verify:")]
     assert code == 0 and "largest difference" in line and line.endswith("agree")
-    import protodef.convert as convert
+    from protodef import convert
     second = convert._second_backend
 
     def off_by_a_little(net, written, target):

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from protodef.ir import Layer
 from protodef.layers.activation import (
@@ -18,15 +16,16 @@ from protodef.layers.activation import (
     Threshold,
 )
 
+from .proto import NodeProto, TensorProto, make_tensor
 from .registry import OnnxContext, onnx_converter
 
 
-def unary(op: str, layer: Layer, ctx: OnnxContext, **attributes) -> list[onnx.NodeProto]:
+def unary(op: str, layer: Layer, ctx: OnnxContext, **attributes) -> list[NodeProto]:
     return [ctx.node(op, [ctx.value(layer.inputs[0])], [ctx.value(layer.outputs[0])], layer, **attributes)]
 
 
 @onnx_converter("ReLU")
-def relu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def relu(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: ReLU = layer.params
     if p.negative_slope == 0:
         return unary("Relu", layer, ctx)
@@ -34,7 +33,7 @@ def relu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("PReLU")
-def prelu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def prelu(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: PReLU = layer.params
     rank = len(ctx.input_shape(layer))
     slope = np.asarray(layer.weights[0], np.float32)
@@ -44,28 +43,28 @@ def prelu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ELU")
-def elu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def elu(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: ELU = layer.params
     return unary("Elu", layer, ctx, alpha=float(p.alpha))
 
 
 @onnx_converter("Sigmoid")
-def sigmoid(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def sigmoid(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     return unary("Sigmoid", layer, ctx)
 
 
 @onnx_converter("TanH")
-def tanh(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def tanh(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     return unary("Tanh", layer, ctx)
 
 
 @onnx_converter("AbsVal")
-def absval(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def absval(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     return unary("Abs", layer, ctx)
 
 
 @onnx_converter("BNLL")
-def bnll(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def bnll(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe bnll_layer.cpp: x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x)), which is
     max(x, 0) + log(1 + exp(-|x|)): exp never overflows (ONNX Softplus may compute exp(x) as it stands)."""
     source = ctx.value(layer.inputs[0])
@@ -78,7 +77,7 @@ def bnll(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Power")
-def power(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def power(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe power_layer.cpp: (shift + scale * x) ^ power, each step skipped when it is the identity; when
     power * scale is 0 the output is the constant (power == 0 ? 1 : shift ^ power)."""
     p: Power = layer.params
@@ -88,14 +87,14 @@ def power(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
         shape = ctx.tensor(layer, "shape")
         return [ctx.node("Shape", [source], [shape], layer, "shape"),
                 ctx.node("ConstantOfShape", [shape], [output], layer,
-                         value=helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [value]))]
+                         value=make_tensor("value", TensorProto.FLOAT, [1], [value]))]
     steps = scalar_steps(("Mul", "scale", p.scale, p.scale != 1), ("Add", "shift", p.shift, p.shift != 0),
                          ("Pow", "power", p.power, p.power != 1))
     return chain(layer, ctx, source, output, steps)
 
 
 def chain(layer: Layer, ctx: OnnxContext, source: str, output: str, steps: list[tuple[str, str, float | None]]
-          ) -> list[onnx.NodeProto]:
+          ) -> list[NodeProto]:
     """Apply each step in turn: (op, name, scalar) is `op(x, scalar)`, (op, name, None) is `op(x)`. The last
     step writes `output` and takes the layer's own name; no steps is an Identity."""
     if not steps:
@@ -116,7 +115,7 @@ def scalar_steps(*candidates: tuple[str, str, float | None, bool]) -> list[tuple
 
 
 @onnx_converter("Exp")
-def exp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def exp(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe exp_layer.cpp: outer * exp(inner * x) with inner = ln(base) * scale, outer = base ^ shift."""
     p: Exp = layer.params
     inner = p.log_base * p.scale
@@ -127,7 +126,7 @@ def exp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Log")
-def log(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def log(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe log_layer.cpp: log(shift + scale * x) / ln(base) (base -1: natural log)."""
     p: Exp = layer.params
     base_scale = 1.0 / p.log_base
@@ -137,17 +136,17 @@ def log(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Threshold")
-def threshold(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def threshold(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe threshold_layer.cpp: 1 where x > threshold, else 0."""
     p: Threshold = layer.params
     above = ctx.tensor(layer, "above")
     return [ctx.node("Greater", [ctx.value(layer.inputs[0]), ctx.scalar(layer, "threshold", p.threshold)], [above],
                      layer, "above"),
-            ctx.node("Cast", [above], [ctx.value(layer.outputs[0])], layer, to=onnx.TensorProto.FLOAT)]
+            ctx.node("Cast", [above], [ctx.value(layer.outputs[0])], layer, to=TensorProto.FLOAT)]
 
 
 @onnx_converter("Dropout")
-def dropout(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def dropout(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Test phase: the identity, or a scale by 1 - ratio when it was trained without scale_train."""
     scale = layer.params.test_scale
     steps = [("Mul", "test_scale", scale)] if scale != 1 else []
@@ -155,7 +154,7 @@ def dropout(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("NegReLU")
-def neg_relu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def neg_relu(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """min(x, 0) + slope * max(x, 0) is ReLU (LeakyRelu) mirrored through the origin: -f(-x)."""
     slope = float(layer.params.negative_slope)
     flipped, activated = ctx.tensor(layer, "flipped"), ctx.tensor(layer, "activated")
@@ -166,7 +165,7 @@ def neg_relu(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ReLU6")
-def relu6(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def relu6(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """min(max(x, 0) + slope * min(x, 0), 6): Clip(0, 6) without a slope, else LeakyRelu then Min."""
     p: ReLU6 = layer.params
     source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
@@ -179,7 +178,7 @@ def relu6(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Clip")
-def clip(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def clip(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe: max(min, min(x, max)). ONNX Clip gives max when min > max, Caffe gives min: Min then Max
     is Caffe's order for every min and max."""
     p: Clip = layer.params
@@ -189,7 +188,7 @@ def clip(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Swish")
-def swish(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def swish(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """x * sigmoid(beta * x)."""
     p: Swish = layer.params
     source = ctx.value(layer.inputs[0])
@@ -204,7 +203,7 @@ def swish(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Mish")
-def mish(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def mish(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """x * tanh(softplus(x)), built from ops every opset has (ONNX's own Mish needs opset 18). Where
     softplus's exp(x) overflows, tanh(inf) = 1 gives x, as it should."""
     source = ctx.value(layer.inputs[0])

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.conv import Convolution, Im2col
 
+from .proto import NodeProto
 from .registry import OnnxContext, onnx_converter
 
 
@@ -27,7 +27,7 @@ def conv_inputs(layer: Layer, ctx: OnnxContext) -> list[str]:
 
 
 @onnx_converter("Convolution")
-def convolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def convolution(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Convolution = layer.params
     channel_axis_one(layer, p)
     return [ctx.node("Conv", conv_inputs(layer, ctx), [ctx.value(layer.outputs[0])], layer,
@@ -40,7 +40,7 @@ onnx_converter("ConvolutionDepthwise")(convolution)
 
 
 @onnx_converter("Deconvolution")
-def deconvolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def deconvolution(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe's output size s*(i-1) + d*(k-1) + 1 - 2p is ConvTranspose's with symmetric pads and no
     output_padding; Caffe's weight (C_in, num_output/group, *kernel) is ConvTranspose's layout."""
     p: Convolution = layer.params
@@ -51,7 +51,7 @@ def deconvolution(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Im2col")
-def im2col(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def im2col(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """A grouped convolution whose filters each pick one kernel offset (weight 1 there, 0 elsewhere): output
     channel c * K + k is input channel c at kernel offset k, Caffe's im2col order."""
     p: Im2col = layer.params

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from protodef.ir import Layer
 from protodef.layers.dense import LSTM, Embed, InnerProduct, Recurrent
 
 from .emitter import Emitter
+from .proto import (
+    GraphProto,
+    NodeProto,
+    TensorProto,
+    from_array,
+    make_graph,
+    make_tensor_value_info,
+)
 from .registry import OnnxContext, onnx_converter
 
 
 @onnx_converter("InnerProduct")
-def inner_product(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def inner_product(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe flattens axes [axis, end) into K features and keeps the axes before it: Flatten(axis) gives the
     (M, K) matrix, Gemm multiplies by the (num_output, K) weight (or (K, num_output) when `transpose`), and a
     Reshape restores the leading axes when there is more than one."""
@@ -40,7 +46,7 @@ def inner_product(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 @onnx_converter("LSTM")
 @onnx_converter("RNN")
-def recurrent(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def recurrent(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe's unrolled recurrence as one Scan over time: the input projections of every step (and the static
     input's) are computed before it, the step itself (hidden state times cont, then the LSTM unit or the RNN's
     two tanh layers) is the Scan's body, with the states as its loop-carried values."""
@@ -65,7 +71,7 @@ def recurrent(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
         zeros_shape = op("Concat", [op("Slice", [op("Shape", [cont], "cont_shape"), op.ints("n_from", [1]),
                                                  op.ints("n_to", [2])], "streams"), op.ints("width", [p.hidden])],
                          "zeros_shape", axis=0)
-        zeros = op("ConstantOfShape", [zeros_shape], "zeros", value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        zeros = op("ConstantOfShape", [zeros_shape], "zeros", value=from_array(np.zeros(1, np.float32)))
         starts = [zeros] * len(p.STATES)
     body = _recurrent_step(layer, ctx, p, weights)
     outputs = [ctx.tensor(layer, f"final_{name}") for name in p.STATES] + [ctx.value(layer.outputs[0])]
@@ -76,7 +82,7 @@ def recurrent(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return op.nodes
 
 
-def _recurrent_step(layer: Layer, ctx: OnnxContext, p: Recurrent, weights: list[str]) -> onnx.GraphProto:
+def _recurrent_step(layer: Layer, ctx: OnnxContext, p: Recurrent, weights: list[str]) -> GraphProto:
     """The Scan body: (states..., projected x_t (N, G*H), cont_t (N,)) -> (new states..., output_t)."""
     op = Emitter(layer, ctx)
     previous = [ctx.tensor(layer, f"step_{name}_in") for name in p.STATES]
@@ -98,26 +104,26 @@ def _recurrent_step(layer: Layer, ctx: OnnxContext, p: Recurrent, weights: list[
         output = op("Tanh", [op("Add", [op("MatMul", [h, weights[1]], "o_weighted"), weights[2]], "o_input")],
                     "step_output")
         new_states = [h]
-    float_type = onnx.TensorProto.FLOAT
+    float_type = TensorProto.FLOAT
     width = p.GATES * p.hidden
-    graph = helper.make_graph(
+    graph = make_graph(
         op.nodes, f"{layer.name}/step",
-        [*(helper.make_tensor_value_info(v, float_type, [None, p.hidden]) for v in previous),
-         helper.make_tensor_value_info(x_t, float_type, [None, width]),
-         helper.make_tensor_value_info(cont_t, float_type, [None])],
-        [*(helper.make_tensor_value_info(v, float_type, [None, p.hidden]) for v in new_states),
-         helper.make_tensor_value_info(output, float_type, [None, p.hidden])])
+        [*(make_tensor_value_info(v, float_type, [None, p.hidden]) for v in previous),
+         make_tensor_value_info(x_t, float_type, [None, width]),
+         make_tensor_value_info(cont_t, float_type, [None])],
+        [*(make_tensor_value_info(v, float_type, [None, p.hidden]) for v in new_states),
+         make_tensor_value_info(output, float_type, [None, p.hidden])])
     return graph
 
 
 @onnx_converter("Embed")
-def embed(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def embed(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Rows of the (input_dim, num_output) weight picked by the input values cast to integers (Caffe's
     static_cast<int> truncates, as Cast does), plus the bias."""
     p: Embed = layer.params
     indices, picked = ctx.tensor(layer, "indices"), ctx.tensor(layer, "rows")
     output = ctx.value(layer.outputs[0])
-    nodes = [ctx.node("Cast", [ctx.value(layer.inputs[0])], [indices], layer, "indices", to=onnx.TensorProto.INT64),
+    nodes = [ctx.node("Cast", [ctx.value(layer.inputs[0])], [indices], layer, "indices", to=TensorProto.INT64),
              ctx.node("Gather", [ctx.initializer(layer, "weight"), indices], [picked if p.bias_term else output],
                       layer, axis=0)]
     if p.bias_term:

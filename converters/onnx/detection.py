@@ -8,11 +8,10 @@ threshold. Their row count is data-dependent, as in Caffe.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
@@ -26,6 +25,7 @@ from protodef.layers.detection import (
     Yolov3DetectionOutput,
 )
 
+from .proto import NodeProto, TensorProto, from_array
 from .registry import OnnxContext, onnx_converter
 
 NEG_INF = float("-inf")
@@ -36,7 +36,7 @@ class Subgraph:
 
     def __init__(self, layer: Layer, ctx: OnnxContext):
         self.layer, self.ctx = layer, ctx
-        self.nodes: list[onnx.NodeProto] = []
+        self.nodes: list[NodeProto] = []
 
     def __call__(self, op: str, *inputs: str, what: str | None = None, outputs: int = 1, out: str | None = None,
                  **attributes: Any) -> Any:
@@ -50,7 +50,7 @@ class Subgraph:
 
     def int_scalar(self, what: str, value: int) -> str:
         """A 0-d int64 constant (Gather with it drops the axis; Range wants scalars)."""
-        return self("Constant", what=what, value=numpy_helper.from_array(np.asarray(value, np.int64)))
+        return self("Constant", what=what, value=from_array(np.asarray(value, np.int64)))
 
     def floats(self, what: str, values: Any) -> str:
         return self.ctx.initializer(self.layer, what, np.asarray(values, np.float32))
@@ -64,7 +64,7 @@ class Subgraph:
         return self("Reshape", source, self.ints(f"{what}_shape", [-1, 1]), what=what)
 
     def filled(self, shape: str, value: float, what: str, dtype: Any = np.float32) -> str:
-        return self("ConstantOfShape", shape, what=what, value=numpy_helper.from_array(np.asarray([value], dtype)))
+        return self("ConstantOfShape", shape, what=what, value=from_array(np.asarray([value], dtype)))
 
 
 def require_opset(layer: Layer, ctx: OnnxContext, opset: int, why: str) -> None:
@@ -77,7 +77,7 @@ def require_opset(layer: Layer, ctx: OnnxContext, opset: int, why: str) -> None:
 
 
 @onnx_converter("Permute")
-def permute(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def permute(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Permute = layer.params
     if p.order[0] != 0:
         ctx.require_batch_axis_kept(layer, 0, "Permute")
@@ -86,7 +86,7 @@ def permute(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Normalize")
-def normalize(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def normalize(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """x / sqrt(sum of squares + eps) * scale, the sum over channels or over the whole sample."""
     p: Normalize = layer.params
     g = Subgraph(layer, ctx)
@@ -103,15 +103,15 @@ def normalize(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("PriorBox")
-def prior_box(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def prior_box(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """The priors depend only on the shapes, which are fixed: a constant (for any batch, as in Caffe)."""
     p: PriorBox = layer.params
     return [ctx.node("Constant", [], [ctx.value(layer.outputs[0])], layer,
-                     value=numpy_helper.from_array(p.priors(), f"{layer.name}.priors"))]
+                     value=from_array(p.priors(), f"{layer.name}.priors"))]
 
 
 @onnx_converter("Reorg")
-def reorg(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def reorg(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """reverse: DepthToSpace in DCR order. Otherwise darknet's reading of the (N, C, H, W) buffer as
     (N, C/s^2, H*s, W*s), SpaceToDepth, and the result's buffer as (N, C*s^2, H/s, W/s)."""
     p: Reorg = layer.params
@@ -132,7 +132,7 @@ def reorg(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("DetectionOutput")
-def detection_output(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def detection_output(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """SSD's DetectionOutput: decode, per-class top_k and NMS (NonMaxSuppression with one batch entry per
     image, or per image and class when locations are per class), keep_top_k per image, rows in Caffe's
     order (image, label, score); one [i, -1, ...] row per image when nothing is found."""
@@ -172,8 +172,8 @@ def detection_output(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
         columns = [g("Compress", column, keep, what=f"kept_{name}", axis=0)
                    for column, name in zip(columns, ("image", "label", "score", "box"))]
     image, label, score, box = columns
-    rows = g("Concat", g.as_column(g("Cast", image, what="image_float", to=onnx.TensorProto.FLOAT), "image_col"),
-             g.as_column(g("Cast", label, what="label_float", to=onnx.TensorProto.FLOAT), "label_col"),
+    rows = g("Concat", g.as_column(g("Cast", image, what="image_float", to=TensorProto.FLOAT), "image_col"),
+             g.as_column(g("Cast", label, what="label_float", to=TensorProto.FLOAT), "label_col"),
              g.as_column(score, "score_col"), box, what="rows", axis=1)
     finish_rows(g, loc, rows, ctx.value(layer.outputs[0]))
     return g.nodes
@@ -269,7 +269,7 @@ def best_per_image(g: Subgraph, p: DetectionOutput, loc: str, image: str, label:
     _, best = g("TopK", table, g.ints("keep_top_k", [k]), what="best", outputs=2, axis=1)
     marks = g("ScatterElements", g.filled(table_shape, 0.0, "no_marks"),
               best, g.filled(g("Shape", best, what="best_shape"), 1.0, "ones"), what="marks", axis=1)
-    return g("Cast", g("GatherND", marks, where, what="marked"), what="keep", to=onnx.TensorProto.BOOL)
+    return g("Cast", g("GatherND", marks, where, what="marked"), what="keep", to=TensorProto.BOOL)
 
 
 def finish_rows(g: Subgraph, reference: str, rows: str, output: str) -> None:
@@ -279,13 +279,13 @@ def finish_rows(g: Subgraph, reference: str, rows: str, output: str) -> None:
     count = g("Gather", g("Shape", reference, what="input_dims"), g.int_scalar("batch_axis", 0), what="image_count",
               axis=0)
     ids = g("Range", g.int_scalar("zero", 0), count, g.int_scalar("one", 1), what="image_ids")
-    ids = g.as_column(g("Cast", ids, what="image_ids_float", to=onnx.TensorProto.FLOAT), "image_id_column")
+    ids = g.as_column(g("Cast", ids, what="image_ids_float", to=TensorProto.FLOAT), "image_id_column")
     minus_ones = g.filled(g("Concat", batch, g.ints("six", [6]), what="filler_shape", axis=0), -1.0, "minus_ones")
     empty = g("Concat", ids, minus_ones, what="nothing_found", axis=1)
     found = g("Slice", g("Shape", rows, what="rows_shape"), g.ints("r_start", [0]), g.ints("r_end", [1]),
               what="found")
     none = g("Cast", g("Equal", found, g.ints("no_rows", [0]), what="none_found"), what="none_found_int",
-             to=onnx.TensorProto.INT64)
+             to=TensorProto.INT64)
     end = g("Add", found, g("Mul", none, batch, what="fallback_rows"), what="row_end")
     both = g("Concat", rows, empty, what="rows_or_nothing", axis=0)
     chosen = g("Slice", both, g.ints("start", [0]), end, g.ints("row_axis", [0]), what="chosen_rows")
@@ -354,7 +354,7 @@ def finish_yolo(g: Subgraph, layer: Layer, boxes: list[str], scores: list[str], 
     score = g("Gather", pool_scores, index, what="score", axis=0)
     box = g("Gather", pool_boxes, index, what="box", axis=0)
     label = g("Cast", g("Gather", pool_labels, index, what="class", axis=0), what="class_float",
-              to=onnx.TensorProto.FLOAT)
+              to=TensorProto.FLOAT)
     label = g("Add", label, g.floats("one_float", 1.0), what="label")
     image = g("Mul", label, g.floats("zero_float", 0.0), what="image")   # Caffe writes image 0 on every row
     rows = g("Concat", g.as_column(image, "image_col"), g.as_column(label, "label_col"),
@@ -363,7 +363,7 @@ def finish_yolo(g: Subgraph, layer: Layer, boxes: list[str], scores: list[str], 
 
 
 @onnx_converter("YoloDetectionOutput")
-def yolo_detection_output(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def yolo_detection_output(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """YOLOv2 region output: score = sigmoid(objectness) * the best softmax class probability, a candidate
     when >= threshold; one class-agnostic NMS over all cells, boxes, inputs and images."""
     p: YoloDetectionOutput = layer.params
@@ -387,7 +387,7 @@ def yolo_detection_output(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto
 
 
 @onnx_converter("Yolov3DetectionOutput")
-def yolov3_detection_output(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def yolov3_detection_output(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """YOLOv3 output: each class whose sigmoid times sigmoid objectness is > threshold is a candidate (its
     cell's box repeated per class); one class-agnostic NMS over all of them."""
     p: Yolov3DetectionOutput = layer.params

@@ -2,10 +2,9 @@
 returns its output's name, so a formula reads as nested calls."""
 from __future__ import annotations
 
-import onnx
-
 from protodef.ir import Layer
 
+from .proto import NodeProto, TensorProto
 from .registry import OnnxContext
 
 
@@ -14,7 +13,7 @@ class Emitter:
 
     def __init__(self, layer: Layer, ctx: OnnxContext):
         self.layer, self.ctx = layer, ctx
-        self.nodes: list[onnx.NodeProto] = []
+        self.nodes: list[NodeProto] = []
 
     def __call__(self, op: str, inputs: list[str], what: str, output: str | None = None, **attributes) -> str:
         output = output or self.ctx.tensor(self.layer, what)
@@ -35,6 +34,6 @@ class Emitter:
         whole = self("Floor", [magnitude], f"{what}_whole")
         up = self("Cast", [self("GreaterOrEqual", [self("Sub", [magnitude, whole], f"{what}_fraction"),
                                                    self.floats(f"{what}_half", 0.5)], f"{what}_up")],
-                  f"{what}_step", to=onnx.TensorProto.FLOAT)
+                  f"{what}_step", to=TensorProto.FLOAT)
         return self("Mul", [self("Sign", [value], f"{what}_sign"), self("Add", [whole, up], f"{what}_rounded_abs")],
                     f"{what}_rounded")

@@ -1,31 +1,55 @@
 """The ONNX driver: a lowered net, one converter per layer in order, graph inputs/outputs/value_info, checker."""
 from __future__ import annotations
 
-import onnx
-from onnx import helper
+from typing import TYPE_CHECKING
 
 from protodef.errors import ProtodefError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 from protodef.version import __version__
 
+from .proto import (
+    Initializer,
+    ModelProto,
+    NodeProto,
+    TensorProto,
+    ValueInfoProto,
+    make_tensor_value_info,
+    ours,
+)
 from .registry import OnnxContext, converter_for
+from .structure import require_well_formed
+
+if TYPE_CHECKING:
+    import onnx
 
 MIN_OPSET = 13    # Softmax over one axis, Split/ReduceSum/Squeeze taking their axes as inputs
 # The opset a model gets unless --opset says otherwise: fixed, so that one prototxt gives the same model on every
 # machine, and one that widely deployed runtimes accept (onnxruntime from 1.14, TensorRT 10, OpenVINO 2023).
 # 18 rather than 17: Caffe's Upsample with an overlapping mask needs ScatterElements' reduction="max".
 DEFAULT_OPSET = 18
+# The oldest IR version that has opset 18 (ONNX's table in onnx.helper.VERSION_TABLE; a test compares): a model
+# declares the oldest it can, so that older runtimes load it.
+DEFAULT_IR_VERSION = 8
 
-FLOAT = onnx.TensorProto.FLOAT
+FLOAT = TensorProto.FLOAT
 
 
 def chosen_opset(opset: int | None) -> int:
+    """The default, or an opset the installed onnx package knows (asking it imports onnx: only for --opset)."""
     if opset is None:
         return DEFAULT_OPSET
+    import onnx
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise UnsupportedError("ONNX opset out of range", expected=f"{MIN_OPSET} to {newest}", found=opset)
     return opset
+
+
+def ir_version_for(opset: int) -> int:
+    if opset == DEFAULT_OPSET:
+        return DEFAULT_IR_VERSION
+    from onnx import helper
+    return helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
 
 
 def unsupported_layers(net: Net) -> list[Layer]:
@@ -49,26 +73,19 @@ def _at(layer: Layer) -> str:
 
 
 def lower_onnx(net: Net, *, opset: int | None = None, dynamic_batch: bool = False) -> onnx.ModelProto:
-    """Lower a net as the pass pipeline left it to a ModelProto that onnx's full checker accepts (nothing is
-    written)."""
-    from .save import check_model
-    model = build_model(net, opset=opset, dynamic_batch=dynamic_batch)
-    check_model(model, where=net.source)   # any size: the checker sees the weights as typed inputs
-    return model
-
-
-def build_model(net: Net, *, opset: int | None, dynamic_batch: bool) -> onnx.ModelProto:
-    """Each layer's converter in order; the ModelProto is filled in place (make_graph and make_model would
-    each copy every weight once more)."""
+    """Lower a net as the pass pipeline left it to an onnx.ModelProto that onnx's full checker accepts (nothing
+    is written)."""
+    from .checker import as_onnx_model, check_model
     model, initializers = build_model_apart(net, opset=opset, dynamic_batch=dynamic_batch)
-    model.graph.initializer.extend(initializers)
-    return model
+    check_model(model, initializers, where=net.source)   # any size: the checker sees the weights as typed inputs
+    return as_onnx_model(model, initializers)
 
 
 def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool
-                      ) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
-    """The model without its initializers, and the initializers: a writer can stream them into the file
-    (putting them into the graph copies every weight once more)."""
+                      ) -> tuple[ModelProto, list[Initializer]]:
+    """The model (protodef's wire classes, see proto.py) without its initializers, and the initializers as
+    arrays: a writer streams them into the file, where a TensorProto would copy every weight first. The model
+    is well formed (require_well_formed); onnx's checker is check_model's, on request."""
     opset = chosen_opset(opset)
     net.require_lowered()
     net.require_input_shapes()
@@ -78,19 +95,20 @@ def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool
     nodes = []
     for layer in net.layers():
         try:
-            made = converter_for(layer)(layer, ctx)
+            made = [ours(node, NodeProto) for node in converter_for(layer)(layer, ctx)]   # a plugin may use onnx's
             nodes += ctx.take_size_nodes() + made
         except ProtodefError as error:
             raise error.at(layer.where, layer) from None
-    model = onnx.ModelProto()
-    model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+    model = ModelProto()
+    model.ir_version = ir_version_for(opset)
     model.opset_import.add(domain="", version=opset)
     model.producer_name, model.producer_version = "protodef", __version__
     if net.name:
         model.doc_string = f"Caffe net '{net.name}' converted by protodef"
     # protodef.weights says whether the weights are trained (caffemodel) or made up (fillers, random: seed)
-    helper.set_model_props(model, {"source": str(net.source or ""),
-                                   **{f"protodef.{key}": value for key, value in net.metadata.items()}})
+    properties = {"source": str(net.source or ""), **{f"protodef.{key}": value for key, value in net.metadata.items()}}
+    for key, value in properties.items():
+        model.metadata_props.add(key=key, value=value)
     graph = model.graph
     graph.name = net.name or "net"
     outputs = net.outputs()
@@ -99,10 +117,12 @@ def build_model_apart(net: Net, *, opset: int | None, dynamic_batch: bool
     graph.input.extend(value_info(ctx, i.value) for i in net.inputs)
     graph.output.extend(value_info(ctx, v) for v in outputs)
     graph.value_info.extend(value_info(ctx, v) for layer in net.layers() for v in layer.outputs if v not in final)
-    return model, ctx.initializers
+    initializers = [i if isinstance(i, Initializer) else Initializer.of(i) for i in ctx.initializers]
+    require_well_formed(model, initializers, where=net.source)
+    return model, initializers
 
 
-def value_info(ctx: OnnxContext, value: Value) -> onnx.ValueInfoProto:
+def value_info(ctx: OnnxContext, value: Value) -> ValueInfoProto:
     """Name, type and the IR's shape; with a symbolic batch, dim 0 is "batch" (every converter keeps axis 0
     the batch under --dynamic-batch, or refuses the layer)."""
     dims: list[int | str] = [d if isinstance(d, int) else str(d) for d in ctx.shape(value)]   # "H", "H // 2"
@@ -112,4 +132,4 @@ def value_info(ctx: OnnxContext, value: Value) -> onnx.ValueInfoProto:
     if producer is not None:   # axes whose size depends on the data (DetectionOutput's rows) are symbolic
         for axis, symbol in producer.spec.dynamic_axes.get(producer.outputs.index(value), {}).items():
             dims[axis] = symbol
-    return helper.make_tensor_value_info(ctx.value(value), FLOAT, dims)
+    return make_tensor_value_info(ctx.value(value), FLOAT, dims)

@@ -1,17 +1,16 @@
 """Merge family: Eltwise and Concat."""
 from __future__ import annotations
 
-import onnx
-
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.merge import Concat, Eltwise
 
+from .proto import NodeProto
 from .registry import OnnxContext, onnx_converter
 
 
 @onnx_converter("Eltwise")
-def eltwise(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def eltwise(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe eltwise_layer.cpp: SUM (sum of coeff_i * x_i), PROD or MAX over any number of equal inputs."""
     p: Eltwise = layer.params
     inputs = [ctx.value(v) for v in layer.inputs]
@@ -25,7 +24,7 @@ def eltwise(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     raise UnsupportedError(f"Eltwise operation {p.operation} has no ONNX lowering", layer=layer, where=layer.where)
 
 
-def product(layer: Layer, ctx: OnnxContext, inputs: list[str], output: str) -> list[onnx.NodeProto]:
+def product(layer: Layer, ctx: OnnxContext, inputs: list[str], output: str) -> list[NodeProto]:
     """x0 * x1 * ... in Caffe's order (Mul is binary in ONNX)."""
     nodes, running = [], inputs[0]
     for index, operand in enumerate(inputs[1:], start=1):
@@ -37,7 +36,7 @@ def product(layer: Layer, ctx: OnnxContext, inputs: list[str], output: str) -> l
 
 
 def weighted_sum(layer: Layer, ctx: OnnxContext, inputs: list[str], output: str, coeffs: tuple[float, ...]
-                 ) -> list[onnx.NodeProto]:
+                 ) -> list[NodeProto]:
     nodes, terms = [], []
     for index, (source, coeff) in enumerate(zip(inputs, coeffs)):
         if coeff == 1:
@@ -51,7 +50,7 @@ def weighted_sum(layer: Layer, ctx: OnnxContext, inputs: list[str], output: str,
 
 
 @onnx_converter("Concat")
-def concat(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def concat(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Concat = layer.params
     ctx.require_batch_axis_kept(layer, p.axis, "Concat")
     return [ctx.node("Concat", [ctx.value(v) for v in layer.inputs], [ctx.value(layer.outputs[0])], layer,
@@ -59,13 +58,13 @@ def concat(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("SpatialProduct")
-def spatial_product(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def spatial_product(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """(N, C, H, W) times (N, 1, H, W): broadcasting over channels."""
     return [ctx.node("Mul", [ctx.value(v) for v in layer.inputs], [ctx.value(layer.outputs[0])], layer)]
 
 
 @onnx_converter("Axpy")
-def axpy(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def axpy(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """a * x + y, a holding one factor per (n, c)."""
     a_shape, x = ctx.input_shape(layer, 0), ctx.input_shape(layer, 1)
     factor = ctx.value(layer.inputs[0])

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from protodef.ir import Layer
 from protodef.layers.misc import (
@@ -15,11 +13,12 @@ from protodef.layers.misc import (
 )
 
 from .emitter import Emitter
+from .proto import NodeProto, TensorProto, from_array
 from .registry import OnnxContext, onnx_converter
 
 
 @onnx_converter("Silence")
-def silence(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def silence(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Silence only keeps its inputs from being net outputs; it computes nothing."""
     return []
 
@@ -27,7 +26,7 @@ def silence(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 # ---- FlowNet 2's FlowWarp and Correlation1D; BVLC's LSTMUnit --------------------------------------------------
 
 @onnx_converter("FlowWarp")
-def flow_warp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def flow_warp(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Bilinear sampling at (x + u, y + v) with FlowNet 2's neighbours and fill, from run-time sizes: the pixel
     grid is a running count of ones, the four neighbours are GatherElements on the flattened image."""
     p: FlowWarp = layer.params
@@ -36,12 +35,12 @@ def flow_warp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     u = op("Slice", [flow, op.ints("u_start", [0]), op.ints("u_end", [1]), op.ints("flow_axis", [1])], "u")
     v = op("Slice", [flow, op.ints("v_start", [1]), op.ints("v_end", [2]), op.ints("flow_axis_v", [1])], "v")
     ones = op("ConstantOfShape", [op("Shape", [u], "pixels")], "ones",
-              value=numpy_helper.from_array(np.ones(1, np.float32)))
+              value=from_array(np.ones(1, np.float32)))
     one = op.floats("one", 1.0)
     x2 = op("Add", [op("Sub", [op("CumSum", [ones, op.ints("x_axis", [3])], "x_count"), one], "x"), u], "x2")
     y2 = op("Add", [op("Sub", [op("CumSum", [ones, op.ints("y_axis", [2])], "y_count"), one], "y"), v], "y2")
     size = op("Cast", [op("Slice", [op("Shape", [image], "image_shape"), op.ints("hw_start", [2]),
-                                    op.ints("hw_end", [4])], "hw")], "size", to=onnx.TensorProto.FLOAT)
+                                    op.ints("hw_end", [4])], "hw")], "size", to=TensorProto.FLOAT)
     height = op("Slice", [size, op.ints("h_start", [0]), op.ints("h_end", [1])], "height")
     width = op("Slice", [size, op.ints("w_start", [1]), op.ints("w_end", [2])], "width")
     zero = op.floats("zero", 0.0)
@@ -61,7 +60,7 @@ def flow_warp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
     def corner(row: str, column: str, what: str) -> str:
         index = op("Cast", [op("Add", [op("Mul", [row, width], f"{what}_row"), column], f"{what}_at")],
-                   f"{what}_index", to=onnx.TensorProto.INT64)
+                   f"{what}_index", to=TensorProto.INT64)
         spread = op("Expand", [op("Reshape", [index, per_pixel], f"{what}_flat_index"), flat_shape],
                     f"{what}_indices")
         return op("GatherElements", [flat, spread], what, axis=2)
@@ -83,7 +82,7 @@ def flow_warp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Correlation1D")
-def correlation_1d(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def correlation_1d(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """One map per shift s: the channel mean of a * b (or |a - b|) between input 0's padded columns
     [d, W' - d) and input 1's [d + s, W' - d + s), d = max_displacement, W' the padded width; then a k x k,
     stride_1 average pool. Slices count from the end, so any input size works."""
@@ -124,7 +123,7 @@ def correlation_1d(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("LSTMUnit")
-def lstm_unit(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def lstm_unit(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Gates i, f, o, g from the four quarters of input 1; the forget gate is scaled by cont."""
     p: LSTMUnit = layer.params
     op = Emitter(layer, ctx)
@@ -141,7 +140,7 @@ def lstm_unit(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Parameter")
-def parameter(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def parameter(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     ctx.require_batch_axis_kept(layer, 0, "Parameter's fixed-shape output")
     return [ctx.node("Identity", [ctx.initializer(layer, "weight")], [ctx.value(layer.outputs[0])], layer)]
 
@@ -150,7 +149,7 @@ _REDUCE_OPS = {"SUM": "ReduceSum", "MEAN": "ReduceSum", "ASUM": "ReduceL1", "SUM
 
 
 @onnx_converter("Reduction")
-def reduction(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def reduction(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """A sum over every axis from `axis` on (of x, |x| or x^2), times coeff (coeff / count for MEAN)."""
     p: Reduction = layer.params
     x = ctx.input_shape(layer)
@@ -171,7 +170,7 @@ def reduction(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Correlation")
-def correlation(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def correlation(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """FlowNet 2's correlation as slices: for each displacement (dy, dx) the channel mean of a * b (or
     |a - b|) over the region that every kernel placement reads, then a k x k, stride_1 average pool.
 
@@ -181,7 +180,7 @@ def correlation(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     p: Correlation = layer.params
     a_shape = ctx.input_shape(layer)
     pads = [0, 0, p.pad, p.pad, 0, 0, p.pad, p.pad]
-    nodes: list[onnx.NodeProto] = []
+    nodes: list[NodeProto] = []
     padded = []
     for index, value in enumerate(layer.inputs):
         source = ctx.value(value)

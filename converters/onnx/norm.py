@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from protodef.errors import WeightsError
 from protodef.ir import Layer
 from protodef.layers.norm import BN, LRN, MVN, NORM_L2_EPS, BatchNorm, Mean, Scale
 
+from .proto import NodeProto
 from .registry import OnnxContext, onnx_converter
 
 
@@ -17,7 +17,7 @@ def per_channel(array: np.ndarray, rank: int) -> np.ndarray:
 
 
 @onnx_converter("BatchNorm")
-def batch_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def batch_norm(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: BatchNorm = layer.params
     if not p.use_global_stats:
         return batch_statistics_norm(layer, ctx)
@@ -29,7 +29,7 @@ def batch_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return [ctx.node("BatchNormalization", inputs, [ctx.value(layer.outputs[0])], layer, epsilon=float(p.eps))]
 
 
-def batch_statistics_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def batch_statistics_norm(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """use_global_stats false: each batch's own mean and (biased) variance over every axis but 1, as Caffe
     computes them: var = E[(x - E[x])^2], y = (x - E[x]) / sqrt(var + eps)."""
     p: BatchNorm = layer.params
@@ -65,7 +65,7 @@ def scale_operand(layer: Layer, ctx: OnnxContext, what: str, index: int | None) 
 
 
 @onnx_converter("Scale")
-def scale(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def scale(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe scale_layer.cpp: y = x * scale (+ bias), scale a blob or the second input."""
     p: Scale = layer.params
     nodes, factor = scale_operand(layer, ctx, "scale", None if p.two_inputs else 0)
@@ -79,7 +79,7 @@ def scale(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Bias")
-def bias(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def bias(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe bias_layer.cpp: y = x + bias, bias a blob or the second input."""
     nodes, term = scale_operand(layer, ctx, "bias", None if layer.params.two_inputs else 0)
     nodes.append(ctx.node("Add", [ctx.value(layer.inputs[0]), term], [ctx.value(layer.outputs[0])], layer))
@@ -87,7 +87,7 @@ def bias(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ChannelAffine")
-def channel_affine(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def channel_affine(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """y = x * scale[c] + shift[c] along axis 1 (what folding makes of BatchNorm and Scale)."""
     rank = len(ctx.input_shape(layer))
     factor = ctx.initializer(layer, "scale", per_channel(layer.weights[0], rank))
@@ -98,7 +98,7 @@ def channel_affine(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("LRN")
-def lrn(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def lrn(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: LRN = layer.params
     if p.region == "WITHIN_CHANNEL":
         return lrn_within_channel(layer, ctx)
@@ -108,7 +108,7 @@ def lrn(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
                      size=p.local_size, alpha=float(p.alpha), beta=float(p.beta), bias=float(p.k))]
 
 
-def lrn_within_channel(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def lrn_within_channel(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe lrn_layer.cpp builds WITHIN_CHANNEL from layers: square, AVE pool (local_size, stride 1, pad
     (local_size-1)/2, so every window's divisor is local_size^2), Power(power=-beta, scale=alpha, shift=1)
     (k is not used), then the product with x."""
@@ -129,14 +129,14 @@ def lrn_within_channel(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ChannelNorm")
-def channel_norm(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def channel_norm(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """sqrt of the sum of squares over channels, keeping a channel axis of 1."""
     nodes, squares = ctx.reduce("ReduceSumSquare", layer, "squares", ctx.value(layer.inputs[0]), [1])
     return nodes + [ctx.node("Sqrt", [squares], [ctx.value(layer.outputs[0])], layer)]
 
 
 @onnx_converter("NormL2")
-def norm_l2(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def norm_l2(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """x / sqrt(sum of x^2 over every axis but the batch + 1e-7)."""
     source = ctx.value(layer.inputs[0])
     nodes, squares = ctx.reduce("ReduceSumSquare", layer, "squares", source,
@@ -148,12 +148,12 @@ def norm_l2(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("MVN")
-def mvn(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def mvn(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """x - mean, then / (sqrt(mean of squares) + eps): Caffe adds eps after the square root."""
     p: MVN = layer.params
     source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
     axes = list(p.axes)
-    nodes: list[onnx.NodeProto] = []
+    nodes: list[NodeProto] = []
     if axes:
         nodes, mean = ctx.reduce("ReduceMean", layer, "mean", source, axes)
     else:
@@ -185,13 +185,13 @@ def bn_blobs(layer: Layer) -> tuple[np.ndarray, ...]:
 
 
 @onnx_converter("BN")
-def bn(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def bn(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: BN = layer.params
     blobs = bn_blobs(layer)
     if p.fork == "pspnet" and not p.batch_statistics:
         return stored_statistics(layer, ctx)
     source = ctx.value(layer.inputs[0])
-    nodes: list[onnx.NodeProto] = []
+    nodes: list[NodeProto] = []
     if p.batch_statistics:
         normalised = ctx.tensor(layer, "normalised")
         nodes += batch_normalise(layer, ctx, source, normalised)
@@ -203,7 +203,7 @@ def bn(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
                  [ctx.value(layer.outputs[0])], layer)]
 
 
-def stored_statistics(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def stored_statistics(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """PSPNet with stored statistics: slope * (x - mean) / sqrt(var + eps) + bias, ONNX's BatchNormalization."""
     p: BN = layer.params
     slope, bias, mean, variance = (w.reshape(-1) for w in bn_blobs(layer))
@@ -212,7 +212,7 @@ def stored_statistics(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return [ctx.node("BatchNormalization", inputs, [ctx.value(layer.outputs[0])], layer, epsilon=float(p.eps))]
 
 
-def batch_normalise(layer: Layer, ctx: OnnxContext, source: str, output: str) -> list[onnx.NodeProto]:
+def batch_normalise(layer: Layer, ctx: OnnxContext, source: str, output: str) -> list[NodeProto]:
     """(x - mean) / sqrt(var + eps) with the batch's statistics over (N, H, W), the variance as each fork
     computes it: SegNet E[x^2] - mean^2, PSPNet E[(x - mean)^2]."""
     p: BN = layer.params
@@ -238,7 +238,7 @@ def batch_normalise(layer: Layer, ctx: OnnxContext, source: str, output: str) ->
 
 
 @onnx_converter("Mean")
-def mean(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def mean(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """output_scale * (input_scale * x + offset[c]) for each input, as Caffe computes it (float32)."""
     p: Mean = layer.params
     nodes = []

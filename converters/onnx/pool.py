@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer, Value
@@ -20,6 +18,14 @@ from protodef.layers.pool import SPP, Pooling, PSROIPooling, ROIPooling
 from protodef.symbolic import definitely, is_static, maximum, minimum
 
 from .emitter import Emitter
+from .proto import (
+    NodeProto,
+    TensorProto,
+    from_array,
+    make_graph,
+    make_tensor,
+    make_tensor_value_info,
+)
 from .registry import OnnxContext, onnx_converter
 
 LOWEST_FLOAT = float(np.finfo(np.float32).min)   # Caffe starts a MAX window at -FLT_MAX
@@ -67,7 +73,7 @@ def caffe_ave_divisors(p: Pooling, sizes: tuple[int, ...], outputs: tuple[int, .
 
 
 def place_windows(layer: Layer, ctx: OnnxContext, source: str, spots: Windows, fill: float
-                  ) -> tuple[list[onnx.NodeProto], str, dict]:
+                  ) -> tuple[list[NodeProto], str, dict]:
     """The tensor to pool and the pool's `pads` attribute; an explicit Pad (filled with `fill`) first when
     onnxruntime would refuse the attribute."""
     if not any(spots.begin) and all(isinstance(e, int) and e == 0 for e in spots.end):
@@ -85,7 +91,7 @@ def spatial(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @onnx_converter("Pooling")
-def pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def pooling(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     method = layer.params.method
     if method == "MAX":
         return max_pooling(layer, ctx)
@@ -96,7 +102,7 @@ def pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     raise UnsupportedError(f"pooling method {method} has no ONNX lowering", layer=layer, where=layer.where)
 
 
-def max_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def max_pooling(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Pooling = layer.params
     source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
     if p.is_global and not p.with_mask:
@@ -122,11 +128,11 @@ def max_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     height, width = spatial(x)
     nodes.append(ctx.node("Mod", [indices, ctx.initializer(layer, "plane_size", np.asarray(height * width),
                                                            dtype=np.int64)], [plane], layer, "plane_index"))
-    nodes.append(ctx.node("Cast", [plane], [ctx.value(layer.outputs[1])], layer, "mask", to=onnx.TensorProto.FLOAT))
+    nodes.append(ctx.node("Cast", [plane], [ctx.value(layer.outputs[1])], layer, "mask", to=TensorProto.FLOAT))
     return nodes
 
 
-def average_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def average_pooling(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Pooling = layer.params
     source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
     if p.is_global:
@@ -150,7 +156,7 @@ def average_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return nodes
 
 
-def stochastic_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def stochastic_pooling(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe's test phase (pooling_layer.cu StoPoolForwardTest): sum(x^2) / (FLT_MIN + sum(x)) over windows
     that start at ph * stride, ignoring `pad`, clipped to the input."""
     p: Pooling = layer.params
@@ -175,7 +181,7 @@ def stochastic_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("PSROIPooling")
-def psroi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def psroi_pooling(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """R-FCN's position-sensitive average, without a loop over rois: bin sums read from a summed-area table
     (in float64, so the four-corner difference keeps float32's precision), bin edges computed from the rois
     in float32 as the kernel does."""
@@ -183,14 +189,14 @@ def psroi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     op = Emitter(layer, ctx)
     x, rois = (ctx.value(v) for v in layer.inputs)
     groups = p.group_size
-    sums = op("CumSum", [op("CumSum", [op("Cast", [x], "x64", to=onnx.TensorProto.DOUBLE), op.ints("rows_axis", [2])],
+    sums = op("CumSum", [op("CumSum", [op("Cast", [x], "x64", to=TensorProto.DOUBLE), op.ints("rows_axis", [2])],
                             "row_sums"), op.ints("cols_axis", [3])], "box_sums")
     table = op("Pad", [sums, op.ints("table_pads", [0, 0, 1, 1, 0, 0, 0, 0])], "table", mode="constant")
     dims = op("Shape", [table], "table_shape")
     table_c, table_h, table_w = (op("Slice", [dims, op.ints(f"{what}_from", [axis]), op.ints(f"{what}_to", [axis + 1])],
                                     what) for axis, what in ((1, "table_c"), (2, "table_h"), (3, "table_w")))
     boxes = op("Reshape", [rois, op.ints("roi_shape", [-1, 5])], "boxes")
-    batch = op("Cast", [_roi_column(op, boxes, 0, "batch_value")], "batch", to=onnx.TensorProto.INT64)
+    batch = op("Cast", [_roi_column(op, boxes, 0, "batch_value")], "batch", to=TensorProto.INT64)
     # (R, G) bin edges, as (R, 1, G, 1) rows and (R, 1, 1, G) columns to broadcast to (R, D, G, G)
     rows = [op("Reshape", [edge, op.ints(f"row_{k}_shape", [-1, 1, groups, 1])], f"row_{k}")
             for k, edge in enumerate(_bin_edges(op, boxes, p, 2, 4, table_h, "h"))]
@@ -214,8 +220,8 @@ def psroi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     zero = op.ints("no_size", [0])
     filled = op("And", [op("Greater", [height, zero], "has_rows"), op("Greater", [width, zero], "has_cols")], "filled")
     area = op("Cast", [op("Max", [op("Mul", [height, width], "area_int"), op.ints("one_cell", [1])], "area_pos")],
-              "area", to=onnx.TensorProto.DOUBLE)
-    mean = op("Cast", [op("Div", [total, area], "mean64")], "mean", to=onnx.TensorProto.FLOAT)
+              "area", to=TensorProto.DOUBLE)
+    mean = op("Cast", [op("Div", [total, area], "mean64")], "mean", to=TensorProto.FLOAT)
     op("Where", [filled, mean, op.floats("empty_bin", 0.0)], "output", output=ctx.value(layer.outputs[0]))
     return op.nodes
 
@@ -243,14 +249,14 @@ def _bin_edges(op: Emitter, boxes: str, p: PSROIPooling, low: int, high: int, ta
                                   np.arange(first, first + p.group_size, dtype=np.float32))
         raw = op("Add", [op("Mul", [grid, step], f"{what}_{name}_at"), start], f"{what}_{name}_raw")
         whole = op("Cast", [op(rounding, [raw], f"{what}_{name}_whole")], f"{what}_{name}_int",
-                   to=onnx.TensorProto.INT64)
+                   to=TensorProto.INT64)
         edges.append(op("Min", [op("Max", [whole, op.ints(f"{what}_{name}_zero", [0])], f"{what}_{name}_low"), limit],
                         f"{what}_{name}"))
     return edges
 
 
 def dynamic_average_pooling(layer: Layer, ctx: OnnxContext, pooled_input: str, spots: Windows, pads: dict
-                            ) -> list[onnx.NodeProto]:
+                            ) -> list[NodeProto]:
     """AVE pooling where the sizes are symbolic: Caffe's divisor (the window clipped to [-pad, size + pad)) is
     the same pooling of a plane of ones over that range and of zeros past it: output = mean(x) / mean(ones)."""
     p: Pooling = layer.params
@@ -260,7 +266,7 @@ def dynamic_average_pooling(layer: Layer, ctx: OnnxContext, pooled_input: str, s
     beyond = [maximum(0, end - pad) for pad, end in zip(p.pad, spots.end)]
     return [
         ctx.node("ConstantOfShape", [ctx.ints(layer, "plane_shape", [1, 1, *spatial(ctx.input_shape(layer))])],
-                 [ones], layer, "ones", value=onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [1.0])),
+                 [ones], layer, "ones", value=make_tensor("value", TensorProto.FLOAT, [1], [1.0])),
         ctx.node("Pad", [ones, ctx.ints(layer, "counted_pads", [0, 0, *p.pad, 0, 0, *inside]),
                          ctx.scalar(layer, "one", 1.0)], [counted], layer, "counted", mode="constant"),
         ctx.node("Pad", [counted, ctx.ints(layer, "beyond_pads", [0, 0, 0, 0, 0, 0, *beyond]),
@@ -274,7 +280,7 @@ def dynamic_average_pooling(layer: Layer, ctx: OnnxContext, pooled_input: str, s
 
 
 def dynamic_max_pooling_with_mask(layer: Layer, ctx: OnnxContext, pooled_input: str, spots: Windows, pads: dict
-                                  ) -> list[onnx.NodeProto]:
+                                  ) -> list[NodeProto]:
     """MAX pooling's mask where the sizes are symbolic. ONNX counts indices over the whole N*C*H*W tensor
     (of the explicitly padded tensor, when the pads could not be an attribute); Caffe counts h * W + w within
     one unpadded plane. Padding holds -FLT_MAX, never a maximum."""
@@ -303,7 +309,7 @@ def dynamic_max_pooling_with_mask(layer: Layer, ctx: OnnxContext, pooled_input: 
         nodes.append(ctx.node("Sub", [nodes[-1].output[0], ctx.ints(layer, "shift", [top * width + left])],
                               [position], layer, "plane_position"))
     nodes.append(ctx.node("Cast", [position], [ctx.value(layer.outputs[1])], layer, "mask",
-                          to=onnx.TensorProto.FLOAT))
+                          to=TensorProto.FLOAT))
     return nodes
 
 
@@ -325,13 +331,13 @@ class LevelContext:
 
 
 @onnx_converter("SPP")
-def spp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def spp(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """One Caffe pooling per level (the Pooling converter's exact windows), each flattened to (N, -1) and
     concatenated; a single level is its pooling's output as it is."""
     p: SPP = layer.params
     x = ctx.input_shape(layer)
     output = ctx.value(layer.outputs[0])
-    nodes: list[onnx.NodeProto] = []
+    nodes: list[NodeProto] = []
     flats = []
     for index, level in enumerate(p.levels):
         name = f"{layer.name}/level{index}"
@@ -350,7 +356,7 @@ def spp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ROIPooling")
-def roi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def roi_pooling(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """py-faster-rcnn's loop over rois as an ONNX Loop: each iteration cuts the roi's rows and columns from
     its image and takes the max over each bin, columns first, then rows. (ONNX's MaxRoiPool leaves the
     rounding unspecified and onnxruntime has no kernel for it from opset 22 on.)"""
@@ -361,13 +367,13 @@ def roi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     pooled = ctx.tensor(layer, "roi_output")
     body = RoiBody(layer, ctx, x, p).nodes(flat_rois, body_in, pooled)
     body.append(ctx.node("Identity", [cond_in], [cond_out], layer, "cond"))
-    float_type = onnx.TensorProto.FLOAT
-    graph = helper.make_graph(
+    float_type = TensorProto.FLOAT
+    graph = make_graph(
         body, f"{layer.name}/body",
-        [helper.make_tensor_value_info(body_in, onnx.TensorProto.INT64, []),
-         helper.make_tensor_value_info(cond_in, onnx.TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info(cond_out, onnx.TensorProto.BOOL, []),
-         helper.make_tensor_value_info(pooled, float_type, [x[1], *p.pooled])])
+        [make_tensor_value_info(body_in, TensorProto.INT64, []),
+         make_tensor_value_info(cond_in, TensorProto.BOOL, [])],
+        [make_tensor_value_info(cond_out, TensorProto.BOOL, []),
+         make_tensor_value_info(pooled, float_type, [x[1], *p.pooled])])
     # The trip count is the rois' row count as the graph sees it (symbolic under --dynamic-batch).
     shape, count, go, first = (ctx.tensor(layer, what) for what in ("rois_shape", "roi_count", "always", "first"))
     nodes += [ctx.node("Shape", [flat_rois], [shape], layer, "rois_shape"),
@@ -378,9 +384,9 @@ def roi_pooling(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return nodes
 
 
-def _constant(layer: Layer, ctx: OnnxContext, name: str, array: np.ndarray) -> onnx.NodeProto:
+def _constant(layer: Layer, ctx: OnnxContext, name: str, array: np.ndarray) -> NodeProto:
     """A true scalar as a Constant node (ctx.initializer would store it with shape (1,))."""
-    return ctx.node("Constant", [], [name], layer, name.rsplit("/", 1)[-1], value=numpy_helper.from_array(array))
+    return ctx.node("Constant", [], [name], layer, name.rsplit("/", 1)[-1], value=from_array(array))
 
 
 class RoiBody:
@@ -388,7 +394,7 @@ class RoiBody:
 
     def __init__(self, layer: Layer, ctx: OnnxContext, x: tuple[int, ...], p: ROIPooling):
         self.layer, self.ctx, self.x, self.p = layer, ctx, x, p
-        self.out: list[onnx.NodeProto] = []
+        self.out: list[NodeProto] = []
 
     def op(self, op: str, inputs: list[str], what: str, **attributes: Any) -> str:
         output = self.ctx.tensor(self.layer, what)
@@ -400,14 +406,14 @@ class RoiBody:
         if array.ndim:
             return self.ctx.initializer(self.layer, what, array, dtype=dtype)
         # A true scalar (ctx.initializer would store it with shape (1,)): a Constant node in the body.
-        return self.op("Constant", [], what, value=numpy_helper.from_array(array, what))
+        return self.op("Constant", [], what, value=from_array(array, what))
 
-    def nodes(self, rois: str, index: str, output: str) -> list[onnx.NodeProto]:
+    def nodes(self, rois: str, index: str, output: str) -> list[NodeProto]:
         _, channels, height, width = self.x
         pooled_h, pooled_w = self.p.pooled
         roi = self.op("Gather", [rois, index], "roi", axis=0)
         batch = self.op("Cast", [self.op("Gather", [roi, self.const("batch_at", 0, np.int64)], "batch_value",
-                                         axis=0)], "batch", to=onnx.TensorProto.INT64)
+                                         axis=0)], "batch", to=TensorProto.INT64)
         corners = self.op("Slice", [roi, self.const("corner_start", [1], np.int64),
                                     self.const("corner_end", [5], np.int64)], "corners")
         scaled = self.op("Mul", [corners, self.const("spatial_scale", self.p.spatial_scale)], "scaled")
@@ -445,7 +451,7 @@ class RoiBody:
                             self.op("And", [self.op("Equal", [fraction, half], "at_half"),
                                             self.op("GreaterOrEqual", [value, self.const("zero", 0.0)], "positive")],
                                     "half_up")], "round_up")
-        return self.op("Add", [floor, self.op("Cast", [up], "round_step", to=onnx.TensorProto.FLOAT)], "rounded")
+        return self.op("Add", [floor, self.op("Cast", [up], "round_step", to=TensorProto.FLOAT)], "rounded")
 
     def bin_edges(self, start: str, end: str, pooled: int, size: int, what: str) -> tuple[str, str, str]:
         """Caffe: length = max(end - start + 1, 1), bin = length / pooled (float); bin k spans
@@ -474,8 +480,8 @@ class RoiBody:
         last = self.op("Max", [self.op("ReduceMax", [ends], f"{what}_last_raw", keepdims=1),
                                self.op("Add", [first, self.const(f"{what}_step", [1.0])], f"{what}_first1")],
                        f"{what}_last")
-        start = self.op("Cast", [first], f"{what}_start", to=onnx.TensorProto.INT64)
-        stop = self.op("Cast", [last], f"{what}_stop", to=onnx.TensorProto.INT64)
+        start = self.op("Cast", [first], f"{what}_start", to=TensorProto.INT64)
+        stop = self.op("Cast", [last], f"{what}_stop", to=TensorProto.INT64)
         positions = self.op("Range", [self.op("Squeeze", [first], f"{what}_first0"),
                                       self.op("Squeeze", [last], f"{what}_last0"),
                                       self.const(f"{what}_stride", 1.0)], f"{what}_positions")

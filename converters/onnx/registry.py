@@ -1,23 +1,24 @@
 """The ONNX converter table, and the context a converter builds its nodes with.
 
-A converter is `(layer, ctx) -> list[onnx.NodeProto]`: it returns the nodes it made and never touches the
+A converter is `(layer, ctx) -> list[NodeProto]`: it returns the nodes it made and never touches the
 graph; `lower.py` appends them. Initializers and names come from the context, so they are unique and named
 after their layer (`conv1.weight`, `conv1.bias`, `pool1.correction`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer, Net, Shape, Value
 from protodef.layers.registry import NetContext, Registry
 from protodef.symbolic import Dim
 
-Converter = Callable[[Layer, "OnnxContext"], list[onnx.NodeProto]]
+from .proto import Initializer, NodeProto, make_node
+
+Converter = Callable[[Layer, "OnnxContext"], list[NodeProto]]
 
 # Built-in converters and plugins' alike, keyed by the spec's type (an alias finds its spec's converter).
 ONNX_CONVERTERS: Registry[Converter] = Registry("ONNX converter", "converters.onnx")
@@ -48,7 +49,7 @@ class OnnxContext(NetContext):
         super().__init__(net)
         self.opset = opset
         self.dynamic_batch = dynamic_batch
-        self.initializers: list[onnx.TensorProto] = []
+        self.initializers: list[Initializer] = []
         self.initializer_bytes = 0
         self._node_names: set[str] = set()
         self._value_names = value_names(net)
@@ -82,9 +83,9 @@ class OnnxContext(NetContext):
         return name
 
     def node(self, op: str, inputs: Sequence[str], outputs: Sequence[str], layer: Layer, what: str | None = None,
-             **attributes: Any) -> onnx.NodeProto:
+             **attributes: Any) -> NodeProto:
         """One node, named after its layer (the layer's name alone for its main node, `layer/what` otherwise)."""
-        return helper.make_node(op, list(inputs), list(outputs), name=self.node_name(layer, what), **attributes)
+        return make_node(op, list(inputs), list(outputs), name=self.node_name(layer, what), **attributes)
 
     # ---- initializers ----------------------------------------------------------------------------------
     def initializer(self, layer: Layer, what: str, array: np.ndarray | None = None, *,
@@ -97,7 +98,7 @@ class OnnxContext(NetContext):
             array = layer.weights[_BLOB_INDEX[what]]
         name = self.fresh(f"{layer.name}.{what}")
         array = np.asarray(array, dtype=dtype, order="C")   # keeps 0-d arrays 0-d (ascontiguousarray would not)
-        self.initializers.append(numpy_helper.from_array(array, name))
+        self.initializers.append(Initializer(name, array))
         self.initializer_bytes += array.nbytes
         return name
 
@@ -115,7 +116,7 @@ class OnnxContext(NetContext):
             self._sizes = RuntimeSizes(self)
         return self._sizes
 
-    def take_size_nodes(self) -> list[onnx.NodeProto]:
+    def take_size_nodes(self) -> list[NodeProto]:
         """The nodes computing symbolic sizes made since the last call (they go before the layer's own)."""
         return self._sizes.take() if self._sizes is not None else []
 
@@ -140,7 +141,7 @@ class OnnxContext(NetContext):
         return target
 
     def reshape(self, layer: Layer, what: str, source: str, shape: Shape, output: str | None = None
-                ) -> tuple[list[onnx.NodeProto], str]:
+                ) -> tuple[list[NodeProto], str]:
         """Reshape `source` to `shape` (an IR shape); returns the node and its output name."""
         output = output or self.tensor(layer, what)
         target = self.ints(layer, f"{what}_shape", self.reshape_target(shape))
@@ -148,7 +149,7 @@ class OnnxContext(NetContext):
 
     # ---- opset-dependent builders --------------------------------------------------------------------------
     def reduce(self, op: str, layer: Layer, what: str, source: str, axes: Sequence[int], output: str | None = None,
-               keepdims: bool = True) -> tuple[list[onnx.NodeProto], str]:
+               keepdims: bool = True) -> tuple[list[NodeProto], str]:
         """ReduceMean/ReduceMax/ReduceSum over `axes`: axes are an input from opset 18 (13 for ReduceSum)."""
         output = output or self.tensor(layer, what)
         axes_as_input = self.opset >= (13 if op == "ReduceSum" else 18)
@@ -160,6 +161,6 @@ class OnnxContext(NetContext):
         return [node], output
 
     def split(self, layer: Layer, source: str, outputs: Sequence[str], axis: int, sizes: Sequence[int]
-              ) -> list[onnx.NodeProto]:
+              ) -> list[NodeProto]:
         """Split along `axis` into pieces of `sizes` (the sizes are an input from opset 13 on)."""
         return [self.node("Split", [source, self.ints(layer, "split", sizes)], list(outputs), layer, axis=axis)]

@@ -1,17 +1,16 @@
 """Reshape family: Split, Slice, Flatten, Reshape and Crop (data moved, cut or copied, never computed)."""
 from __future__ import annotations
 
-import onnx
-
 from protodef.ir import Layer
 from protodef.layers.common import count
 from protodef.layers.reshape import Crop, Flatten, Reshape, ShuffleChannel, Slice, Tile
 
+from .proto import NodeProto, TensorProto
 from .registry import OnnxContext, onnx_converter
 
 
 @onnx_converter("Split")
-def split(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def split(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Copies of the input, one per output (passes remove most Splits; an unread copy is a net output)."""
     source = ctx.value(layer.inputs[0])
     return [ctx.node("Identity", [source], [ctx.value(v)], layer, None if index == 0 else f"copy{index}")
@@ -19,7 +18,7 @@ def split(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Slice")
-def slice_layer(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def slice_layer(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe slice_layer.cpp: consecutive pieces along `axis` between the slice points."""
     p: Slice = layer.params
     ctx.require_batch_axis_kept(layer, p.axis, "Slice")
@@ -28,7 +27,7 @@ def slice_layer(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Flatten")
-def flatten(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def flatten(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe merges axes axis..end_axis and keeps the others; ONNX Flatten always makes a matrix, which is the
     same only for axis 1 through the last axis. Otherwise a Reshape to the IR's shape."""
     p: Flatten = layer.params
@@ -41,7 +40,7 @@ def flatten(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Reshape")
-def reshape(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def reshape(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """A Reshape to the IR's output shape (Caffe's 0 and -1 dims are already resolved in it)."""
     p: Reshape = layer.params
     if p.axis == 0 and p.num_axes > 0 and (not p.dims or p.dims[0] != 0):
@@ -52,7 +51,7 @@ def reshape(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Crop")
-def crop(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def crop(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe crop_layer.cpp: input 0 cut to input 1's size on the axes from `axis` on, at `offsets`."""
     p: Crop = layer.params
     ctx.require_batch_axis_kept(layer, p.axis, "Crop")
@@ -66,7 +65,7 @@ def crop(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Flip")
-def flip(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def flip(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """A Slice walking the flipped axes backwards (step -1 from the last element past the first)."""
     axes = list(layer.params.axes)
     source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
@@ -78,15 +77,15 @@ def flip(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("BatchReindex")
-def batch_reindex(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def batch_reindex(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Items of input 0 picked by input 1's values, truncated to integers as Caffe's static_cast<int>."""
     indices = ctx.tensor(layer, "indices")
-    return [ctx.node("Cast", [ctx.value(layer.inputs[1])], [indices], layer, "indices", to=onnx.TensorProto.INT64),
+    return [ctx.node("Cast", [ctx.value(layer.inputs[1])], [indices], layer, "indices", to=TensorProto.INT64),
             ctx.node("Gather", [ctx.value(layer.inputs[0]), indices], [ctx.value(layer.outputs[0])], layer, axis=0)]
 
 
 @onnx_converter("Tile")
-def tile(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def tile(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Tile = layer.params
     ctx.require_batch_axis_kept(layer, p.axis, "Tile")
     repeats = [1] * len(ctx.input_shape(layer))
@@ -96,7 +95,7 @@ def tile(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ShuffleChannel")
-def shuffle_channel(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def shuffle_channel(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Channels viewed as (group, C / group), transposed, flattened back."""
     p: ShuffleChannel = layer.params
     x = ctx.input_shape(layer)

@@ -1,23 +1,23 @@
 """Resizing layers from the forks: Interp, Upsample and Accum."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import onnx
 
 from protodef.errors import UnsupportedError
 from protodef.ir import Layer
 from protodef.layers.resize import Interp, Resample, Upsample
 
+from .proto import NodeProto, TensorProto, make_tensor
 from .registry import OnnxContext, onnx_converter
 
 
 def resize_aligned(layer: Layer, ctx: OnnxContext, source: str, size: Sequence[int], output: str,
-                   what: str) -> list[onnx.NodeProto]:
+                   what: str) -> list[NodeProto]:
     """Bilinear resize of the last two axes to `size` with aligned corners: source = out * (in - 1) / (out - 1),
     0 when out == 1 -- the rule of the forks' interp.cpp and accum_layer.cpp."""
-    nodes: list[onnx.NodeProto] = []
+    nodes: list[NodeProto] = []
     empty = ctx.initializer(layer, f"{what}_roi", np.zeros(0, np.float32))
     empty_scales = ctx.initializer(layer, f"{what}_scales", np.zeros(0, np.float32))
     if ctx.opset >= 18:
@@ -42,7 +42,7 @@ def resize_aligned(layer: Layer, ctx: OnnxContext, source: str, size: Sequence[i
 
 
 @onnx_converter("Interp")
-def interp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def interp(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Interp = layer.params
     x = ctx.input_shape(layer)
     source, output = ctx.value(layer.inputs[0]), ctx.value(layer.outputs[0])
@@ -58,7 +58,7 @@ def interp(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Accum")
-def accum(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def accum(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     size = ctx.output_shape(layer)[2:]
     resized_inputs = layer.inputs[:-1] if layer.params.have_reference else layer.inputs
     nodes, parts = [], []
@@ -77,12 +77,12 @@ def accum(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("Upsample")
-def upsample(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def upsample(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: Upsample = layer.params
     return max_unpool(layer, ctx) if p.unpool else nearest_upsample(layer, ctx)
 
 
-def nearest_upsample(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def nearest_upsample(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Each pixel repeated scale x scale times: (..., H, 1, W, 1) expanded to (..., H, s, W, s)."""
     p: Upsample = layer.params
     x = ctx.input_shape(layer)
@@ -97,7 +97,7 @@ def nearest_upsample(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return nodes + more
 
 
-def max_unpool(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def max_unpool(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """SegNet: out[n, c, mask[n, c, i]] = x[n, c, i] on a zero plane of the output size. Where masks can
     repeat a position (overlapping pooling windows, or a mask that is not a pooling's), Caffe's later i wins:
     the winner per position is found with a max-scatter of i + 1, then gathered."""
@@ -108,7 +108,7 @@ def max_unpool(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     more, flat_mask = ctx.reshape(layer, "flat_mask", ctx.value(layer.inputs[1]), (n, c, h * w))
     nodes += more
     indices = ctx.tensor(layer, "indices")
-    nodes.append(ctx.node("Cast", [flat_mask], [indices], layer, "indices", to=onnx.TensorProto.INT64))
+    nodes.append(ctx.node("Cast", [flat_mask], [indices], layer, "indices", to=TensorProto.INT64))
     shape = ctx.tensor(layer, "flat_shape")
     nodes += [ctx.node("Shape", [flat], [shape], layer, "flat_shape")]
     out_shape = ctx.tensor(layer, "out_shape")
@@ -117,7 +117,7 @@ def max_unpool(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     scattered = ctx.tensor(layer, "scattered")
     if unique_positions(layer, ctx):
         zeros = ctx.tensor(layer, "zeros")
-        nodes += [_constant_of_shape(layer, ctx, out_shape, zeros, onnx.TensorProto.FLOAT, "zeros"),
+        nodes += [_constant_of_shape(layer, ctx, out_shape, zeros, TensorProto.FLOAT, "zeros"),
                   ctx.node("ScatterElements", [zeros, indices, flat], [scattered], layer, "scatter", axis=2)]
     else:
         if ctx.opset < 18:
@@ -138,13 +138,13 @@ def leading_dims(layer: Layer, ctx: OnnxContext, nodes: list, shape: str) -> str
 
 
 def _constant_of_shape(layer: Layer, ctx: OnnxContext, shape: str, output: str, dtype: int, what: str
-                       ) -> onnx.NodeProto:
+                       ) -> NodeProto:
     return ctx.node("ConstantOfShape", [shape], [output], layer, what,
-                    value=onnx.helper.make_tensor("value", dtype, [1], [0]))
+                    value=make_tensor("value", dtype, [1], [0]))
 
 
 def last_writer_gather(layer: Layer, ctx: OnnxContext, flat: str, indices: str, shape: str, out_shape: str,
-                       count: int, output: str) -> list[onnx.NodeProto]:
+                       count: int, output: str) -> list[NodeProto]:
     """output[p] = flat[i] for the largest i with indices[i] == p, else 0."""
     names = {what: ctx.tensor(layer, what) for what in ("order", "no_writer", "writer", "written", "source",
                                                         "clamped", "gathered")}
@@ -152,7 +152,7 @@ def last_writer_gather(layer: Layer, ctx: OnnxContext, flat: str, indices: str, 
     return [
         ctx.node("Expand", [ctx.initializer(layer, "order_values", np.arange(1, count + 1).reshape(1, 1, count),
                                             dtype=np.int64), shape], [names["order"]], layer, "order"),
-        _constant_of_shape(layer, ctx, out_shape, names["no_writer"], onnx.TensorProto.INT64, "no_writer"),
+        _constant_of_shape(layer, ctx, out_shape, names["no_writer"], TensorProto.INT64, "no_writer"),
         ctx.node("ScatterElements", [names["no_writer"], indices, names["order"]], [names["writer"]], layer,
                  "writer", axis=2, reduction="max"),
         ctx.node("Greater", [names["writer"], zero], [names["written"]], layer, "written"),
@@ -176,7 +176,7 @@ def unique_positions(layer: Layer, ctx: OnnxContext) -> bool:
 
 
 @onnx_converter("Resample")
-def resample(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def resample(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """FlowNet 2's resampling is separable: rows then columns, each a matrix product with the normalised
     filter weights (one-hot rows for NEAREST)."""
     p: Resample = layer.params

@@ -6,15 +6,16 @@ expression (protodef.symbolic.Dim), the tensor is computed here instead of store
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from protodef.errors import ShapeError
 from protodef.sizes import SizeProgram, size_sources
+
+from .proto import Initializer, NodeProto, make_node
 
 _OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "min": "Min", "max": "Max", "where": "Where", ">": "Greater",
         ">=": "GreaterOrEqual", "<": "Less", "<=": "LessOrEqual", "==": "Equal"}
@@ -35,9 +36,9 @@ class RuntimeSizes(SizeProgram):
         super().__init__()
         self.ctx = ctx
         self.sources = size_sources(ctx.net)
-        self.pending: list[onnx.NodeProto] = []
+        self.pending: list[NodeProto] = []
 
-    def take(self) -> list[onnx.NodeProto]:
+    def take(self) -> list[NodeProto]:
         nodes, self.pending = self.pending, []
         return nodes
 
@@ -50,7 +51,7 @@ class RuntimeSizes(SizeProgram):
     def constant(self, number: int) -> str:
         def make() -> str:
             name = self.ctx.fresh(f"sizes/{number}")
-            self.ctx.initializers.append(numpy_helper.from_array(np.asarray([number], dtype=np.int64), name))
+            self.ctx.initializers.append(Initializer(name, np.asarray([number], dtype=np.int64)))
             return name
         return self._once(f"const:{number}", make)
 
@@ -74,6 +75,6 @@ class RuntimeSizes(SizeProgram):
 
     def _node(self, op: str, *inputs: str, **attributes: Any) -> str:
         output = self.ctx.fresh(f"sizes/{op.lower()}")
-        self.pending.append(helper.make_node(op, list(inputs), [output], name=self.ctx.node_name(_Owner(), op.lower()),
+        self.pending.append(make_node(op, list(inputs), [output], name=self.ctx.node_name(_Owner(), op.lower()),
                                              **attributes))
         return output

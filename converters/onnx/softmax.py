@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import math
 
-import onnx
-
 from protodef.ir import Layer
 from protodef.layers.softmax import ArgMax, Softmax
 
+from .proto import NodeProto, TensorProto
 from .registry import OnnxContext, onnx_converter
 
 
 @onnx_converter("Softmax")
-def softmax(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def softmax(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """From opset 13, ONNX Softmax normalises over the one `axis`, as Caffe does (before 13 it flattened
     every axis from `axis` on, which is why opsets below 13 are not offered)."""
     p: Softmax = layer.params
@@ -20,7 +19,7 @@ def softmax(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
 
 
 @onnx_converter("ArgMax")
-def argmax(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def argmax(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe argmax_layer.cpp: the top_k indices (as floats) along `axis`, or with out_max_val their values.
     Without an axis it searches each item's flattened values and writes (N, 1, top_k) indices, or with
     out_max_val (N, 2, top_k): the indices, then the values. Ties: Caffe's sort puts the larger index first,
@@ -33,7 +32,7 @@ def argmax(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     found = ctx.tensor(layer, "found")
     more, values, indices = top_k_larger_index_first(layer, ctx, flat, 1, math.prod(x[1:]), p.top_k)
     nodes += more
-    nodes.append(ctx.node("Cast", [indices], [found], layer, "indices_as_float", to=onnx.TensorProto.FLOAT))
+    nodes.append(ctx.node("Cast", [indices], [found], layer, "indices_as_float", to=TensorProto.FLOAT))
     if p.out_max_val:
         both = ctx.tensor(layer, "indices_and_values")
         nodes.append(ctx.node("Concat", [found, values], [both], layer, "indices_and_values", axis=1))
@@ -42,7 +41,7 @@ def argmax(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     return nodes + more
 
 
-def argmax_along_axis(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
+def argmax_along_axis(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     p: ArgMax = layer.params
     ctx.require_batch_axis_kept(layer, p.axis, "ArgMax")
     output = ctx.value(layer.outputs[0])
@@ -50,12 +49,12 @@ def argmax_along_axis(layer: Layer, ctx: OnnxContext) -> list[onnx.NodeProto]:
     nodes, values, indices = top_k_larger_index_first(layer, ctx, ctx.value(layer.inputs[0]), p.axis, n, p.top_k,
                                                       values=output if p.out_max_val else None)
     if not p.out_max_val:
-        nodes.append(ctx.node("Cast", [indices], [output], layer, "indices_as_float", to=onnx.TensorProto.FLOAT))
+        nodes.append(ctx.node("Cast", [indices], [output], layer, "indices_as_float", to=TensorProto.FLOAT))
     return nodes
 
 
 def top_k_larger_index_first(layer: Layer, ctx: OnnxContext, x: str, axis: int, n: int, k: int,
-                             values: str | None = None) -> tuple[list[onnx.NodeProto], str, str]:
+                             values: str | None = None) -> tuple[list[NodeProto], str, str]:
     """TopK that orders equal values larger index first, as Caffe's std::greater sort of (value, index) pairs
     does: ONNX TopK puts the smaller index first, so search the axis reversed and map i -> n - 1 - i."""
     reversed_x, found = ctx.tensor(layer, "reversed"), ctx.tensor(layer, "reversed_indices")
