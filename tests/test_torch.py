@@ -114,6 +114,17 @@ def test_several_outputs_come_back_as_a_tuple_in_output_names_order(tmp_path):
     assert copy.deepcopy(module).output_names == ["a", "b", "c"]      # deepcopy rebuilds a GraphModule
 
 
+def test_a_parameter_layer_s_output_needs_no_gradient_without_autograd(tmp_path):
+    """Caffe's Parameter layer outputs its learned blob: trainable with autograd, a plain tensor under no_grad."""
+    text = 'layer { name: "blob" type: "Parameter" top: "blob" parameter_param { shape { dim: 2 dim: 3 } } }\n'
+    module = load(write_net(tmp_path, text)[2])
+    assert module().requires_grad
+    with torch.no_grad():
+        blob = module()
+    assert not blob.requires_grad
+    np.testing.assert_array_equal(blob.numpy(), module.state_dict()["blob.weight"].numpy())
+
+
 def _unpassed(net):
     """The net as if the pipeline had run without removing anything (to reach the backend's own check)."""
     from protodef.passes import run_pipeline

@@ -17,7 +17,9 @@ class Blob(nn.Module):
         self.weight = nn.Parameter(torch.zeros(shape))
 
     def forward(self) -> torch.Tensor:
-        return self.weight
+        # The blob itself, as Caffe's top shares its data; without autograd, detached, so that an output does not
+        # claim to need a gradient under torch.no_grad (where .numpy() on it would fail).
+        return self.weight if torch.is_grad_enabled() else self.weight.detach()
 
 
 class Correlation(nn.Module):
