@@ -30,6 +30,8 @@ class BlobRow:
     diffs: dict[str, tuple[float, float]] = field(default_factory=dict)   # backend -> (max abs, max rel)
     bad: list[str] = field(default_factory=list)                          # backends beyond tolerance
     near_ties: list[str] = field(default_factory=list)    # indices/detections that differ (see _discrete)
+    reference: str = ""   # what the others were compared with: the report's reference, or onnxruntime where
+                          # OpenCV is known not to be Caffe
 
 
 @dataclass
@@ -74,10 +76,14 @@ class CheckReport:
 
 
 def _summary(backend: str, rows: list[BlobRow]) -> BackendSummary:
+    """A backend is compared on a blob where it differs from the blob's reference by some amount, and where it
+    is that reference itself (onnxruntime, from a layer where OpenCV is not Caffe on) for the others."""
     compared = [row for row in rows if backend in row.diffs]
     counted = [row for row in compared if backend not in row.near_ties]
     worst = max(counted, key=lambda row: row.diffs[backend][0], default=None)
-    return BackendSummary(backend, len(compared), worst, worst.diffs[backend] if worst else (0.0, 0.0),
+    as_reference = sum(1 for row in rows if row.reference == backend and row.diffs)
+    return BackendSummary(backend, len(compared) + as_reference, worst,
+                          worst.diffs[backend] if worst else (0.0, 0.0),
                           next((row for row in compared if backend in row.bad), None),
                           len(compared) - len(counted))
 
@@ -142,7 +148,7 @@ def _compare(net: Net, results: dict[str, dict[str, np.ndarray]], reference: str
                 continue
             expected = np.asarray(results[row_reference][name])
             scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-            row = BlobRow(name, layer.name, net.shape(value))
+            row = BlobRow(name, layer.name, net.shape(value), reference=row_reference)
             for backend, values in results.items():
                 if backend == row_reference or name not in values or (backend == "opencv" and value in tainted):
                     continue

@@ -62,3 +62,19 @@ def test_check_names_the_first_layer_where_backends_disagree(tmp_path, doubler):
     assert report.first_disagreement.layer == "odd"
     assert "pytorch" in report.first_disagreement.bad
     assert "FIRST DISAGREEMENT: blob 'odd' of layer 'odd'" in format_report(report)
+
+
+@pytest.mark.parametrize("layer", [
+    'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 5 transpose: true } }',
+    'layer { name: "lrn" type: "LRN" bottom: "data" top: "lrn" lrn_param { local_size: 3 k: 2 } }',
+    'layer { name: "log" type: "Log" bottom: "data" top: "log" log_param { base: 2 shift: 20 } }',
+])
+def test_check_takes_onnxruntime_as_the_reference_where_opencv_silently_differs(tmp_path, layer):
+    """OpenCV loads these and computes something else than Caffe: check must not blame protodef for it."""
+    text = 'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 3 dim: 3 } } }\n'
+    prototxt, _, net = write_net(tmp_path, text + layer + "\n")
+    report = check_net(net, prototxt=str(prototxt))
+    text = format_report(report)
+    assert report.reference == "opencv" and report.ok, text
+    assert not any("opencv" in row.diffs for row in report.rows if row.layer != "data"), text
+    assert "the reference is onnxruntime" in text

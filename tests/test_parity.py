@@ -260,3 +260,32 @@ def test_every_type_and_alias_has_a_parity_case(built):
 def test_case_ids_are_unique():
     ids = [case.id for case in CASES + CORPUS_CASES]
     assert len(ids) == len(set(ids))
+
+
+def test_opencv_is_not_caffe_wherever_a_spec_says_so(built):
+    """A spec's opencv_differs makes `protodef check` take onnxruntime as the reference from that layer on, and
+    keeps OpenCV out of these tests: every case it applies to must show the difference, against the NumPy
+    transcription of Caffe (OpenCV refusing the net counts), or the condition is wider than the truth."""
+    import cv2
+
+    flagged, agreeing = [], []
+    for case in CASES:
+        if case.opencv_despite_spec or not case.reference:
+            continue
+        entry = built(case)
+        layers = [layer for layer in entry.net.layers() if layer.spec.differs_in_opencv(layer.params)]
+        if not layers:
+            continue
+        flagged.append(case.id)
+        try:
+            outputs = opencv_forward(entry.net, entry.prototxt, entry.caffemodel, entry.inputs)
+        except (cv2.error, KeyError, ValueError):
+            continue
+        expected = case.reference(entry.net, entry.inputs)
+        try:
+            for value in entry.net.outputs():
+                case.compare(outputs[entry.net.value_name(value)], expected[value.blob])
+        except AssertionError:
+            continue
+        agreeing.append(f"{case.id} ({', '.join(sorted({layer.type for layer in layers}))})")
+    assert len(flagged) >= 10 and agreeing == []

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import SchemaError
 from .common import ConstantFiller, reject_unhonoured
-from .registry import Shape, layer
+from .registry import OpenCVDifference, Shape, layer
 
 
 class Elementwise:
@@ -160,7 +160,9 @@ layer("PReLU", family="activation", label=("channel_shared",), honoured=("filler
 layer("ELU", family="activation", label=("alpha",), honoured=("alpha",), parameter="elu_param")(ELU)
 layer("Power", family="activation", label=("power", "scale", "shift"), honoured=("power", "scale", "shift"), parameter="power_param")(Power)
 layer("Exp", family="activation", label=("base", "scale", "shift"))(Exp)
-layer("Log", family="activation", label=("base", "scale", "shift"))(Log)
+layer("Log", family="activation", label=("base", "scale", "shift"),
+      opencv_differs=OpenCVDifference("ignores log_param (base, scale and shift)",
+                                      applies=lambda p: (p.base, p.scale, p.shift) != (-1.0, 1.0, 0.0)))(Log)
 layer("Threshold", family="activation", label=("threshold",), honoured=("threshold",), parameter="threshold_param")(Threshold)
 layer("Dropout", family="activation", label=("ratio",), honoured=("dropout_ratio", "scale_train"), parameter="dropout_param")(Dropout)
 
@@ -231,13 +233,15 @@ class Mish(Elementwise):
 
 
 layer("ReLU6", family="activation", source="MobileNet-YOLO fork", label=("negative_slope",),
-      honoured=("negative_slope",))(ReLU6)
+      honoured=("negative_slope",),
+      opencv_differs=OpenCVDifference("ignores negative_slope", applies=lambda p: p.negative_slope != 0))(ReLU6)
 
 
 layer("Clip", family="activation", label=("min", "max"), honoured=("min", "max"))(Clip)
 
 
-layer("Swish", family="activation", label=("beta",), honoured=("beta",), parameter="swish_param")(Swish)
+layer("Swish", family="activation", label=("beta",), honoured=("beta",), parameter="swish_param",
+      opencv_differs=OpenCVDifference("ignores beta", applies=lambda p: p.beta != 1))(Swish)
 
 
 layer("Mish", family="activation", source="YOLOv4 Caffe forks")(Mish)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .common import canonical_axis, count, positive, spatial
-from .registry import Shape, layer
+from .registry import OpenCVDifference, Shape, layer
 
 _CONV_FIELDS = ("num_output", "bias_term", "pad", "kernel_size", "stride", "dilation", "group", "pad_h", "pad_w",
                 "kernel_h", "kernel_w", "stride_h", "stride_w", "axis", "force_nd_im2col", "weight_filler",
@@ -120,7 +120,9 @@ def _deconv_size(size: int, k: int, s: int, p: int, d: int) -> int:
 layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
       in_place_ok=False, honoured=_CONV_FIELDS, parameter="convolution_param", fresh_output=True)(Convolution)
 layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
-      in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True)(Deconvolution)
+      in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True,
+      opencv_differs=OpenCVDifference("leaves dilation out of the output size",
+                                      applies=lambda p: any(d != 1 for d in p.dilation)))(Deconvolution)
 layer("ConvolutionDepthwise", family="conv", aliases=("DepthwiseConvolution",),
       source="ShuffleNet fork (farmingyard); as DepthwiseConvolution: MobileNet forks (yonghenglh6, eric612)",
       label=("num_output", "kernel", "stride", "pad", "dilation"), in_place_ok=False, honoured=_CONV_FIELDS,

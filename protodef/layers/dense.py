@@ -11,7 +11,7 @@ from .common import (
     positive,
     reject_unhonoured,
 )
-from .registry import Shape, layer
+from .registry import OpenCVDifference, Shape, layer
 
 _IP_FIELDS = ("num_output", "bias_term", "weight_filler", "bias_filler", "axis", "transpose")
 
@@ -52,7 +52,7 @@ class InnerProduct:
 
 
 layer("InnerProduct", family="dense", label=("num_output",), in_place_ok=False, honoured=_IP_FIELDS, parameter="inner_product_param",
-      fresh_output=True)(InnerProduct)
+      fresh_output=True, opencv_differs=OpenCVDifference("ignores transpose", applies=lambda p: p.transpose))(InnerProduct)
 
 
 _RECURRENT_FIELDS = ("num_output", "weight_filler", "bias_filler", "expose_hidden",

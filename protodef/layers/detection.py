@@ -467,7 +467,9 @@ layer("DetectionOutput", family="detection", source=SSD, label=("num_classes", "
       honoured=("num_classes", "share_location", "background_label_id", "nms_param", "code_type",
                 "variance_encoded_in_target", "keep_top_k", "confidence_threshold"))(DetectionOutput)
 layer("Reorg", family="detection", source=YOLO, label=("stride",), in_place_ok=False,
-      honoured=("stride", "reverse"), parameter="reorg_param")(Reorg)
+      honoured=("stride", "reverse"), parameter="reorg_param",
+      opencv_differs=OpenCVDifference("takes stride 2 only and no reverse",
+                                      applies=lambda p: p.reverse or p.stride != 2))(Reorg)
 layer("YoloDetectionOutput", family="detection", source=YOLO, label=("num_classes", "num_box"), inputs=(1, 2),
       in_place_ok=False, dynamic_axes=DETECTIONS, honoured=("side", "num_classes", "num_box", "coords", "confidence_threshold", "nms_threshold",
                               "biases", "label_map_file"), parameter="yolo_detection_output_param")(YoloDetectionOutput)

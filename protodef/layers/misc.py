@@ -13,7 +13,7 @@ from .common import (
     enum_name,
     reject_unhonoured,
 )
-from .registry import Shape, layer
+from .registry import OpenCVDifference, Shape, layer
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ layer("Parameter", family="misc", label=("shape",), inputs=(0, 0), in_place_ok=F
 layer("Reduction", family="misc", label=("operation", "axis", "coeff"), in_place_ok=False,
       honoured=("operation", "axis", "coeff"), parameter="reduction_param")(Reduction)
 layer("Correlation", family="misc", source="FlowNet 2 fork", label=("max_displacement", "kernel_size"),
-      inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS)(Correlation)
+      inputs=(2, 2), in_place_ok=False, honoured=_CORRELATION_FIELDS,
+      opencv_differs=OpenCVDifference("only multiplies (no SUBTRACT)", applies=lambda p: p.subtract))(Correlation)
 
 
 @dataclass(frozen=True)

@@ -157,9 +157,14 @@ class LRN:
 layer("BatchNorm", family="norm", label=("eps",), fresh_output=True, stacks_in_drawing=True,
       statistics={1: "variance", 2: "scale_factor"}, honoured=("use_global_stats", "moving_average_fraction", "eps", "scale_filler",
                               "bias_filler"), parameter="batch_norm_param")(BatchNorm)
-layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Scale)
+layer("Scale", family="norm", label=("bias_term",), inputs=(1, 2), fresh_output=True, stacks_in_drawing=True,
+      opencv_differs=OpenCVDifference("computes a scale by a second input at axis 0 otherwise",
+                                      applies=lambda p: p.two_inputs and p.axis == 0))(Scale)
 layer("Bias", family="norm", inputs=(1, 2), fresh_output=True, stacks_in_drawing=True)(Bias)
-layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False, honoured=("local_size", "alpha", "beta", "norm_region", "k"), parameter="lrn_param")(LRN)
+layer("LRN", family="norm", label=("local_size", "alpha", "beta", "region"), in_place_ok=False,
+      honoured=("local_size", "alpha", "beta", "norm_region", "k"), parameter="lrn_param",
+      opencv_differs=OpenCVDifference("reads no k across channels (it uses 1)",
+                                      applies=lambda p: p.k != 1 and p.region == "ACROSS_CHANNELS"))(LRN)
 
 
 @dataclass(frozen=True)

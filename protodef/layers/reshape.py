@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import SchemaError, ShapeError
 from ..symbolic import Condition, UndecidedSize, definitely
 from .common import blob_shape, canonical_axis, count
-from .registry import Shape, layer
+from .registry import OpenCVDifference, Shape, layer
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,7 @@ class ShuffleChannel:
         return x
 
 
-layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"), parameter="tile_param")(Tile)
+layer("Tile", family="reshape", label=("axis", "tiles"), in_place_ok=False, honoured=("axis", "tiles"), parameter="tile_param",
+      opencv_differs=OpenCVDifference("its Caffe importer reads no tile_param"))(Tile)
 layer("ShuffleChannel", family="reshape", source="ShuffleNet fork", label=("group",), in_place_ok=False,
       honoured=("group",), parameter="shuffle_channel_param")(ShuffleChannel)

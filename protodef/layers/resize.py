@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import SchemaError, ShapeError
 from ..symbolic import definitely
 from .common import differ, enum_name, reject_unhonoured
-from .registry import Shape, layer
+from .registry import OpenCVDifference, Shape, layer
 
 _INTERP_FIELDS = ("height", "width", "zoom_factor", "shrink_factor", "pad_beg", "pad_end")
 
@@ -180,7 +180,8 @@ class Accum:
 
 
 layer("Interp", family="resize", source="DeepLab v2 / PSPNet fork", label=("size",), in_place_ok=False,
-      honoured=_INTERP_FIELDS, parameter="interp_param")(Interp)
+      honoured=_INTERP_FIELDS, parameter="interp_param",
+      opencv_differs=OpenCVDifference("ignores pad_beg and pad_end", applies=lambda p: p.crop != (0, 0)))(Interp)
 layer("Upsample", family="resize", source="SegNet / ENet fork (two inputs); MobileNet-YOLO fork (one input)",
       label=("size",), inputs=(1, 2), in_place_ok=False, honoured=_UPSAMPLE_FIELDS, parameter="upsample_param")(Upsample)
 layer("Accum", family="resize", source="FlowNet fork", label=("size",), inputs=(1, None), in_place_ok=False,
