@@ -273,7 +273,11 @@ def _convert_one(args: argparse.Namespace, prototxt: str, target, progress) -> i
         return 0
     progress.step("reading")
     from .api import lower
-    net = lower(read_from_args(args, prototxt=prototxt, seed=args.seed), fold=target.fold)
+    # PyTorch output of a TRAIN-phase net is Caffe's TRAIN net (labels in, losses out), as protodef.load gives it;
+    # ONNX holds the net's inference layers either way (the losses are PyTorch's alone).
+    training = args.phase == "TRAIN" and target.to == "pytorch"
+    net = lower(read_from_args(args, prototxt=prototxt, seed=args.seed), fold=target.fold and not training,
+                training=training)
     for line in cautions(net):
         progress.print(f"protodef: {prototxt}: {line}", file=sys.stderr)
     progress.step("converting")

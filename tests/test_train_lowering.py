@@ -557,3 +557,62 @@ def test_a_loss_setting_we_do_not_honour_refuses_training_but_not_the_deploy_vie
     prototxt = tmp_path / "net.prototxt"
     prototxt.write_text('name: "t"\n' + "".join(_input(n, a.shape) for n, a in inputs.items()) + text)
     assert protodef.load(prototxt).output_names == ["ip"]
+
+
+# ---- TRAIN nets as generated source -----------------------------------------------------------------------------
+EVERY_LOSS = (
+    'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "scores" inner_product_param { num_output: 4 } }\n'
+    + loss_layer("SoftmaxWithLoss", ("scores", "label"), "loss_param { ignore_label: 2 normalization: VALID }",
+                 tops=("softmax",)).replace('name: "loss"', 'name: "softmax"')
+    + loss_layer("SigmoidCrossEntropyLoss", ("scores", "targets"), tops=("sigmoid",)).replace('"loss"', '"sig"')
+    + loss_layer("EuclideanLoss", ("scores", "targets"), "loss_weight: 0.5", tops=("l2",)).replace('"loss"', '"l2"')
+    + loss_layer("HingeLoss", ("scores", "label"), tops=("hinge",)).replace('"loss"', '"hinge"')
+    + loss_layer("SmoothL1Loss", ("scores", "targets"), tops=("smooth",)).replace('"loss"', '"smooth"')
+    + loss_layer("Accuracy", ("scores", "label"), tops=("acc",)).replace('"loss"', '"acc"'))
+
+
+def test_a_train_net_written_as_source_runs_without_protodef_with_the_same_losses_and_gradients(tmp_path):
+    """`convert --phase TRAIN --to pytorch` writes Caffe's TRAIN net (labels in, losses out, caffe_loss) as
+    source: the loss modules and what they share are copied in, and it needs only torch."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from protodef.cli import main
+    r = rng(3)
+    inputs = {"x": r.standard_normal((5, 6)).astype(np.float32),
+              "label": r.integers(0, 4, (5,)).astype(np.float32),
+              "targets": r.random((5, 4)).astype(np.float32)}
+    module = train_module(tmp_path, inputs, EVERY_LOSS)
+    prototxt = tmp_path / "net.prototxt"
+    assert main(["convert", str(prototxt), "--phase", "TRAIN", "--to", "pytorch", "--seed", "0",
+                 "-o", str(tmp_path / "train_net.py")]) == 0
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    script = textwrap.dedent("""
+        import importlib.util, sys
+        import numpy as np
+        for blocked in ("protodef", "converters"):
+            sys.modules[blocked] = None          # any import of them fails
+        import torch
+        spec = importlib.util.spec_from_file_location("train_net", "train_net.py")
+        generated = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(generated)
+        model = generated.load_model()
+        arrays = np.load("inputs.npz")
+        x = torch.tensor(arrays["x"], requires_grad=True)
+        out = model(*(x if n == "x" else torch.from_numpy(arrays[n]) for n in model.input_names))
+        model.caffe_loss(out).backward()
+        np.savez("outputs.npz", *(o.detach().numpy() for o in out), x.grad.numpy())
+        print(model.training, list(model.output_names), model.loss_weights)
+        """)
+    done = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    torch.manual_seed(0)
+    module.load_state_dict(torch.load(tmp_path / "train_net.pt"))
+    expected, outputs, grads = forward_backward(module, inputs, ("x",))
+    assert done.stdout.strip() == f"True {list(module.output_names)} {module.loss_weights}"
+    written = np.load(tmp_path / "outputs.npz")
+    for value, key in zip([*outputs, grads["x"]], written.files):
+        assert np.array_equal(written[key], value.detach().numpy())
+    assert set(module.loss_weights) == {"softmax", "sigmoid", "l2", "hinge", "smooth"}

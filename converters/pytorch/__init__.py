@@ -57,7 +57,11 @@ def save_pytorch(net: Net, path: str | os.PathLike, *, form: str = "source", dyn
 
     if form not in ("source", "export"):
         raise ValueError(f"form must be 'source' or 'export', not {form!r}")
-    lowering = lower_torch(net)
+    if net.pass_report is not None and net.pass_report.training:
+        from .train import train_lowering
+        lowering = train_lowering(net)      # labels in, losses out, in train mode
+    else:
+        lowering = lower_torch(net)
     if float16:
         lowering.module.half()
     if form == "source":

@@ -20,7 +20,7 @@ import torch.fx as fx
 from protodef.errors import ProtodefError, SchemaError, UnsupportedError
 from protodef.ir import Layer, Net, Value
 
-from .lower import _keep, lower_torch
+from .lower import Lowering, _keep, lower_torch
 from .registry import converter_for
 from .train_params import bind_caffe_params, float32_value
 
@@ -28,6 +28,11 @@ from .train_params import bind_caffe_params, float32_value
 def to_torch_train(prepared: Net) -> fx.GraphModule:
     """The GraphModule computing a net lowered for training (protodef.lower(net, training=True), from a net read in
     the TRAIN phase) as Caffe's TRAIN phase does, in train mode."""
+    return train_lowering(prepared).module
+
+
+def train_lowering(prepared: Net) -> Lowering:
+    """to_torch_train's lowering: its module, and the constructors generated source writes out."""
     _check_trainable(prepared)
     weights = caffe_loss_weights(prepared)
     lowering = lower_torch(prepared)
@@ -39,7 +44,8 @@ def to_torch_train(prepared: Net) -> fx.GraphModule:
     specs = bind_caffe_params(prepared, module, identifiers)
     _keep(module, caffe_param_specs=specs, loss_weights=loss_weights,
           caffe_loss=CaffeObjective(list(module.output_names), loss_weights))
-    return module.train()
+    module.train()
+    return lowering
 
 
 class CaffeObjective:

@@ -1,6 +1,7 @@
 """Caffe's losses and Accuracy, forward as Caffe computes them (TRAIN-phase lowering).
 
-Each class is copied verbatim into generated source (codegen.py): it stands alone, importing only torch."""
+Each class is copied verbatim into generated source (codegen.py), with the functions and constants of this file it
+uses: they import only torch, math and typing."""
 
 import math
 from typing import List, Optional, Tuple
