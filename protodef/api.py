@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
-from .errors import ProtodefError
+from .errors import ProtodefError, SchemaError
 from .ir import Net
 from .layers.registry import Shape
 
@@ -25,11 +25,22 @@ def read_net(prototxt: str | os.PathLike, weights: str | os.PathLike | None = No
     proto_module = load_proto_module(proto) if proto else None
     param, source = read_prototxt(prototxt, proto_module=proto_module)
     options = dict(stages=stages, level=level, input_shapes=input_shape)
-    if lenient:
-        from .lenient import build_in_some_phase
-        net = build_in_some_phase(build_net, param, source, phase=phase, **options)
-    else:
-        net = build_net(param, source, phase=phase, **options)
+    try:
+        if lenient:
+            from .lenient import build_in_some_phase
+            net = build_in_some_phase(build_net, param, source, phase=phase, **options)
+        else:
+            net = build_net(param, source, phase=phase, **options)
+    except (AttributeError, KeyError, ValueError) as error:
+        from .build import missing_field
+        field = missing_field(error)
+        if proto_module is None or field is None:
+            raise
+        # A fork's schema that lacks a message field BVLC Caffe has and protodef reads (a layer's own fields
+        # are told apart in build._params, with the layer named).
+        raise SchemaError(f"the schema given with --proto has no field '{field}', which protodef reads",
+                          where=os.fspath(proto), expected="the field as BVLC Caffe's caffe.proto declares it; "
+                          "without --proto protodef reads this file with its own schema") from None
     if weights is not None or init != "none":
         from .sizes import require_fixed_weights
         require_fixed_weights(net)

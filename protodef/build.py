@@ -1,6 +1,7 @@
 """NetParameter -> Net: phase rules, input binding, in-place resolution and shape inference in one sweep."""
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
@@ -118,7 +119,7 @@ def _layer_locations(param: Any, source: SourceMap | None) -> "_Locations":
     if source is not None:
         for i, lp in enumerate(param.layer):
             by_name[lp.name].append((source.layer(i), source.unknown_in_layer(i)))
-        for i, old in enumerate(param.layers):
+        for i, old in enumerate(getattr(param, "layers", ())):   # a fork's schema (--proto) may have no V1 field
             name = old.name or (old.layer.name if old.HasField("layer") else "")
             by_name[name].append((source.layer(i, legacy=True), []))
     return _Locations(by_name)
@@ -175,16 +176,40 @@ def _check_types_known(kept: list[tuple[Any, Location]]) -> None:
     if len(unknown) > shown:
         types = sorted({lp.type for lp, _ in unknown})
         listed += f"; and {len(unknown) - shown} more (types: {', '.join(types[:shown])}{', ...' if len(types) > shown else ''})"
+    from .census import NOT_YET
+    known_refusals = _census_refusals({lp.type for lp, _ in unknown})
     if python:
         message = (f"{len(unknown)} layer(s) of types protodef does not know: {listed}. A Python layer runs user "
                    "code that protodef never imports or executes; register a layer type for it with "
                    "protodef.register_layer('Python', ...) to convert it")
+    elif known_refusals and len(known_refusals) == len({lp.type for lp, _ in unknown}):
+        # Types the census of the forks knows and refuses on purpose: say why, not that they are unknown.
+        why = "; ".join(f"{name} ({entry.origin.split(' (')[0]}) is "
+                        f"{'not supported yet' if entry.refusal == NOT_YET else entry.refusal.removeprefix('refused: ')}"
+                        f": {entry.reason}" for name, entry in sorted(known_refusals.items()))
+        message = (f"{len(unknown)} layer(s) protodef does not convert: {listed}. {why} (docs/layers.md, "
+                   "\"Census\"; protodef.register_layer(...) can teach it a lowering of your own)")
     else:
         message = (f"{len(unknown)} layer(s) of types protodef does not know: {listed}. Register them with "
                    "protodef.register_layer(...) or give the fork's schema with --proto")
     error = UnsupportedError(message)
     error.unknown = [(lp.name, lp.type, where) for lp, where in unknown]
     raise error
+
+
+def missing_field(error: Exception) -> str | None:
+    """The field a protobuf message was asked for and its schema lacks: attribute access (AttributeError),
+    a descriptor lookup (KeyError) or HasField (ValueError, 'has no "x" field')."""
+    if isinstance(error, ValueError):
+        found = re.search(r'has no "(\w+)" field', str(error))
+        return found.group(1) if found else None
+    return str(error).strip("'").split(".")[0].split(" ")[0] or None
+
+
+def _census_refusals(types: set[str]) -> dict[str, Any]:
+    """The census entries (protodef/census.py) of the types it refuses on purpose."""
+    from .census import CENSUS
+    return {entry.type: entry for entry in CENSUS if entry.type in types and entry.refusal}
 
 
 def _add_declared_inputs(net: Net, param: Any, overrides: dict[str, Shape], latest: dict[str, Value],
@@ -290,9 +315,19 @@ def _fork_fields(spec: LayerSpec, unknown: list, notes: list[str] | None = None,
 def _params(lp: Any, spec: LayerSpec, in_shapes: tuple, extra: dict[str, Any]) -> Any:
     if spec.plugin:
         return spec.params.from_proto(lp, in_shapes, extra=extra)
-    if spec.parameter:
-        reject_unhonoured(getattr(lp, spec.parameter), spec.honoured, what=spec.parameter)
-    return spec.params.from_proto(lp, in_shapes)
+    try:
+        if spec.parameter:
+            reject_unhonoured(getattr(lp, spec.parameter), spec.honoured, what=spec.parameter)
+        return spec.params.from_proto(lp, in_shapes)
+    except (AttributeError, KeyError, ValueError) as error:
+        from caffe_proto import caffe_pb2
+        field = missing_field(error)
+        if lp.DESCRIPTOR is caffe_pb2.LayerParameter.DESCRIPTOR or field is None:
+            raise
+        # A fork's schema (--proto) that lacks a field BVLC Caffe has (older forks predate round_mode, say).
+        raise SchemaError(f"the schema given with --proto has no field '{field}', which protodef reads for "
+                          f"{spec.type} layers", expected="the field as BVLC Caffe's caffe.proto declares it; "
+                          "without --proto protodef reads this file with its own schema") from None
 
 
 def _bottoms(lp: Any, latest: dict[str, Value], left_out: dict[str, tuple[str, str]]) -> list[Value]:

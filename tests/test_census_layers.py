@@ -360,3 +360,19 @@ def test_recurrent(tmp_path, case):
     else:
         results = ref.rnn(inputs["x"], inputs["cont"], weights, static, inputs.get("h0"))
     check_backends(net, inputs, dict(zip(tops, results)), case, script=True)
+
+
+def test_a_type_the_census_refuses_is_refused_with_its_reason_not_as_unknown(tmp_path):
+    """FlowNet 2's DataAugmentation and SphereFace's MarginInnerProduct are known and refused on purpose: the
+    error says why (and does not send the user to --proto, which would not help)."""
+    from protodef.errors import UnsupportedError
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text(inputs_text(data=(1, 3, 4, 4), label=(1,))
+                        + layer_text("aug", "DataAugmentation", "data", top="augmented")
+                        + layer_text("fc6", "MarginInnerProduct", ["augmented", "label"]))
+    with pytest.raises(UnsupportedError) as caught:
+        read_net(prototxt, init="none")
+    message = str(caught.value)
+    assert message.startswith("2 layer(s) protodef does not convert:") and "--proto" not in message
+    assert "DataAugmentation (FlowNet 2) is not supported yet: at test time it subtracts a mean" in message
+    assert "MarginInnerProduct (SphereFace) is training-only: its output depends on the ground-truth label" in message

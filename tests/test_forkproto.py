@@ -397,8 +397,43 @@ def test_schema_must_describe_a_net(tmp_path):
         compile_proto(tmp_path / "missing.proto")
 
 
+def test_a_v1_era_schema_is_refused_in_one_line_naming_what_to_do(tmp_path):
+    """DeepLab v1's caffe.proto (deeplab-public) has NetParameter.layers only: nets are upgraded to `layer`,
+    which that schema cannot hold, so it is refused where it is read, not with a traceback later."""
+    schema = tmp_path / "v1.proto"
+    schema.write_text("message LayerParameter { optional string name = 4; }\n"
+                      "message NetParameter { optional string name = 1; repeated LayerParameter layers = 2; }\n")
+    with pytest.raises(SchemaError, match=r"v1.proto: message NetParameter has no 'layer' field: .* read the net "
+                                          r"without --proto$"):
+        compile_proto(schema)
+
+
 def test_pool_catches_what_the_parser_does_not(tmp_path):
     # An extension outside the extendee's extension ranges: left to the descriptor pool, still a SchemaError.
     text = NET_HEAD + "message A { extensions 100 to 199; }\nextend A { optional int32 x = 5; }\n"
     with pytest.raises(SchemaError, match="the schema is not valid"):
         build_module(parse_proto(text)[0])
+
+
+def test_an_older_fork_schema_without_fields_protodef_reads(tmp_path):
+    """Forks copied Caffe's schema before round_mode (2018) and have no py-faster-rcnn scale_train: Pooling and
+    Dropout read Caffe's defaults there; a field protodef needs and the schema lacks is one line naming it."""
+    text = CAFFE_PROTO.read_text()
+    text = text.replace("  optional RoundMode round_mode = 13 [default = CEIL];\n", "", 1)
+    text = text.replace("  optional bool scale_train = 2 [default = true];\n", "", 1)
+    schema = tmp_path / "caffe.proto"
+    schema.write_text(text)
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 6 dim: 6 } } }\n'
+        'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
+        '  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }\n'
+        'layer { name: "drop" type: "Dropout" bottom: "pool" top: "pool" }\n')
+    from protodef.api import read_net
+    net = read_net(prototxt, proto=schema, init="none")
+    assert net.shape(net.layer("pool").outputs[0]) == (1, 2, 3, 3)                 # CEIL, Caffe's default
+    assert net.layer("drop").params.scale_train
+    schema.write_text(text.replace("  optional uint32 pad_h = 9 [default = 0];\n", ""))
+    with pytest.raises(SchemaError, match=r"layer 'pool' \(Pooling\): the schema given with --proto has no field "
+                                          r"'pad_h', which protodef reads for Pooling layers"):
+        read_net(prototxt, proto=schema, init="none")

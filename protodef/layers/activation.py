@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaError
-from .common import ConstantFiller, reject_unhonoured
+from .common import ConstantFiller, field_or_default, reject_unhonoured
 from .registry import OpenCVDifference, Shape, layer
 
 
@@ -148,7 +148,7 @@ class Dropout(Elementwise):
     @classmethod
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Dropout":
         p = lp.dropout_param
-        return cls(p.dropout_ratio, p.scale_train)
+        return cls(p.dropout_ratio, field_or_default(p, "scale_train", True))   # py-faster-rcnn's field
 
     @property
     def test_scale(self) -> float:

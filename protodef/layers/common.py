@@ -58,9 +58,21 @@ def _show_value(descriptor: Any, value: Any) -> str:
     return str(value).strip()
 
 
-def enum_name(message: Any, field_name: str) -> str:
-    descriptor = message.DESCRIPTOR.fields_by_name[field_name]
+def enum_name(message: Any, field_name: str, default: str | None = None) -> str:
+    """The name of an enum field's value; `default` where the message's schema (a fork's, --proto) has no such
+    field."""
+    descriptor = message.DESCRIPTOR.fields_by_name.get(field_name)
+    if descriptor is None and default is not None:
+        return default
+    if descriptor is None:
+        raise SchemaError(f"the schema has no field {message.DESCRIPTOR.name}.{field_name}, which protodef reads",
+                          expected="BVLC Caffe's field (a fork's caffe.proto given with --proto may lack it)")
     return descriptor.enum_type.values_by_number[getattr(message, field_name)].name
+
+
+def field_or_default(message: Any, field_name: str, default: Any) -> Any:
+    """A field's value, or `default` (Caffe's) where the message's schema (an older fork's, --proto) lacks it."""
+    return getattr(message, field_name) if field_name in message.DESCRIPTOR.fields_by_name else default
 
 
 def canonical_axis(axis: int, rank: int, *, what: str = "axis") -> int:

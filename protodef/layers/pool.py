@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from ..symbolic import ceildiv, minimum
-from .common import enum_name, positive, spatial
+from .common import enum_name, field_or_default, positive, spatial
 from .registry import OpenCVDifference, Shape, layer
 
 _POOL_FIELDS = ("pool", "pad", "pad_h", "pad_w", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h",
@@ -34,7 +34,7 @@ class Pooling:
             raise ShapeError("Pooling takes a 4-D input (N, C, H, W)", found=x)
         method = enum_name(p, "pool")
         # BVLC's round_mode (CEIL by default), or the older forks' boolean ceil_mode.
-        ceil_mode = enum_name(p, "round_mode") == "CEIL" and getattr(p, "ceil_mode", True)
+        ceil_mode = enum_name(p, "round_mode", "CEIL") == "CEIL" and field_or_default(p, "ceil_mode", True)
         if len(lp.top) == 2 and method != "MAX":   # global pooling too
             raise SchemaError("only MAX pooling has a second (mask) output", found=method)
         if p.global_pooling:
