@@ -15,11 +15,11 @@ from .errors import SchemaError, ShapeError
 
 __all__ = ["FILLER_TYPES", "fill"]
 
-FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
+FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear", "diagonal")
 
 # FillerParameter defaults, for filler objects that leave attributes out.
 _DEFAULTS = {"type": "constant", "value": 0.0, "min": 0.0, "max": 1.0, "mean": 0.0, "std": 1.0, "sparse": -1,
-             "variance_norm": 0}
+             "variance_norm": 0, "diag_val": ()}
 _VARIANCE_NORMS = {0: "FAN_IN", 1: "FAN_OUT", 2: "AVERAGE"}
 
 
@@ -155,7 +155,20 @@ def _bilinear(filler, shape, count, rng):
     return np.ascontiguousarray(np.broadcast_to(kernel, shape), dtype=np.float32)
 
 
+def _diagonal(filler, shape, count, rng):
+    """FlowNet 2's DiagonalFiller: zeros, and for n < min(num, channels) the kernel of output n on input n holds
+    diag_val[n] (1 past the list) divided by the kernel's area, so each such output averages its own input."""
+    if not 2 <= len(shape) <= 4:
+        raise ShapeError("the 'diagonal' filler needs a blob of 2 to 4 axes", found=shape)
+    area = math.prod(shape[2:])       # Caffe's height() * width(): 1 for the axes a blob does not have
+    values = list(_get(filler, "diag_val"))
+    data = np.zeros(shape, np.float32)
+    for n in range(min(shape[0], shape[1])):
+        data[n, n] = np.float32(np.float32(values[n] if n < len(values) else 1.0) / np.float32(area))
+    return data
+
+
 _FILLERS = {
     "constant": _constant, "gaussian": _gaussian, "positive_unitball": _positive_unitball, "uniform": _uniform,
-    "xavier": _xavier, "msra": _msra, "bilinear": _bilinear,
+    "xavier": _xavier, "msra": _msra, "bilinear": _bilinear, "diagonal": _diagonal,
 }

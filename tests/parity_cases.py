@@ -517,6 +517,10 @@ MERGE_AND_RESHAPE = [
          + layer("Eltwise", "eltwise_param { operation: PROD }", bottoms=("data", "b"))),
     Case("eltwise_max", data(2, 3, 4, 5) + data(2, 3, 4, 5, name="b")
          + layer("Eltwise", "eltwise_param { operation: MAX }", bottoms=("data", "b"))),
+    # FlowNet 2's fork: one bottom (its deploy nets scale flows so); BVLC Caffe and OpenCV want two.
+    *(Case(f"eltwise one bottom {p or 'no coeff'}", data(2, 3, 4, 5) + layer("Eltwise", f"eltwise_param {{ {p} }}"),
+           single(lambda x, c=coeff: x * F32(c)), not_opencv="OpenCV's Eltwise needs two inputs")
+      for p, coeff in [("operation: SUM coeff: 20", 20.0), ("", 1.0)]),
     Case("concat_channels", data(2, 3, 4, 5) + data(2, 2, 4, 5, name="b") + layer("Concat", bottoms=("data", "b"))),
     Case("concat_axis2", data(2, 3, 4, 5) + data(2, 3, 1, 5, name="b")
          + layer("Concat", "concat_param { axis: 2 }", bottoms=("data", "b"))),
@@ -839,6 +843,9 @@ PRIOR_BOXES = [
     prior_box("img_hw", "min_size: 5 img_h: 30 img_w: 50 clip: false variance: 0.1",
               {"min_sizes": [5], "img_hw": (30, 50), "variance": [0.1]},
               "OpenCV takes the image size from the second input even when img_h/img_w give it"),
+    # Pelee's SSD heads: Caffe's Forward_cpu truncates the sizes to int (OpenCV keeps the fractions).
+    prior_box("fractional_sizes", "min_size: 9.76 max_size: 18.48 aspect_ratio: 2 clip: false variance: 0.1",
+              {"min_sizes": [9.76], "max_sizes": [18.48], "aspect_ratios": [2], "variance": [0.1]}, ""),
 ]
 
 PRIORS_PER_CELL = 4     # min, sqrt(min * max), 2 and 1/2

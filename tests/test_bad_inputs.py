@@ -670,3 +670,13 @@ def test_prior_box_with_a_zero_aspect_ratio(tmp_path):
     path = prototxt(tmp_path, INPUT + 'layer { name: "prior" type: "PriorBox" bottom: "data" bottom: "data" '
                                       'top: "prior"\n  prior_box_param { min_size: 4 aspect_ratio: 0 } }\n')
     assert failure(SchemaError, read_net, path, init="none").startswith(f"{path}:2:1: layer 'prior' (PriorBox): ")
+
+
+@pytest.mark.parametrize("operation", ["PROD", "MAX"])
+def test_an_eltwise_of_one_bottom_other_than_sum_is_refused(tmp_path, operation):
+    """FlowNet 2's fork takes one bottom for SUM (coeff * x); its PROD and MAX would read a second one."""
+    path = prototxt(tmp_path, INPUT + f'layer {{ name: "e" type: "Eltwise" bottom: "data" top: "e" '
+                                      f'eltwise_param {{ operation: {operation} }} }}\n')
+    line = failure(SchemaError, read_net, path)
+    assert line == (f"{path}:2:1: layer 'e' (Eltwise): an Eltwise of one bottom computes SUM only (FlowNet 2's fork: "
+                    f"coeff * x): expected operation: SUM, or a second bottom, found {operation}")

@@ -141,7 +141,7 @@ def test_unknown_type_is_a_schema_error():
     with pytest.raises(SchemaError) as info:
         fill(spec("orthogonal"), (2, 2), rng())
     assert str(info.value) == ("unknown filler type 'orthogonal': expected one of constant, gaussian, "
-                               "positive_unitball, uniform, xavier, msra, bilinear, found orthogonal")
+                               "positive_unitball, uniform, xavier, msra, bilinear, diagonal, found orthogonal")
 
 
 def test_parameter_errors():
@@ -165,3 +165,18 @@ def test_caffe_filler_parameter_messages_work():
     out = fill(param, (256, 8, 3, 3), rng(11))
     assert abs(out.std() / math.sqrt(2.0 / (256 * 9)) - 1) < 0.02
     assert np.all(fill(caffe_pb2.FillerParameter(), (2, 3), rng()) == 0)   # proto default: constant 0
+
+
+def test_diagonal_averages_each_output_over_its_own_input_channel():
+    """FlowNet 2's DiagonalFiller: kernel (n, n) holds diag_val[n] / kernel area (1 past the list), all else 0;
+    its deploy nets end with such a 1x1 convolution scaling the flow."""
+    out = fill(spec("diagonal", diag_val=[2.0, -1.0]), (3, 4, 2, 3), rng())
+    for n in range(3):
+        for c in range(4):
+            want = ([2.0, -1.0, 1.0][n] / 6.0) if n == c else 0.0
+            np.testing.assert_array_equal(out[n, c], np.full((2, 3), np.float32(want)))
+    from caffe_proto import caffe_pb2
+    param = caffe_pb2.FillerParameter(type="diagonal", diag_val=[0.5, 4])
+    np.testing.assert_array_equal(fill(param, (2, 2), rng()), np.float32([[0.5, 0], [0, 4]]))
+    with pytest.raises(ShapeError, match="2 to 4 axes"):
+        fill(spec("diagonal"), (3,), rng())

@@ -241,6 +241,7 @@ def test_clip_fields_are_required():
 # Fork additions (numbers documented in caffe_proto/FORKS.md)
 
 FORK_NUMBERS = [
+    ("FillerParameter", "diag_val", 9),          # FlowNet 2
     ("LayerParameter", "annotated_data_param", 200),
     ("LayerParameter", "multibox_loss_param", 201),
     ("LayerParameter", "permute_param", 202),

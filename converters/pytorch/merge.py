@@ -19,6 +19,8 @@ def eltwise(layer: Layer, ctx: TorchContext) -> Lowered:
     """Caffe eltwise_layer.cpp accumulates left to right: ((a + b) + c); SUM with coefficients other than 1
     is a weighted sum."""
     p = layer.params
+    if len(layer.inputs) == 1 and p.coeffs == (1.0,):
+        return None      # FlowNet 2's one-bottom SUM with coefficient 1: the input itself
     if p.operation == "SUM" and any(c != 1.0 for c in p.coeffs):
         return Step(ctx.module(modules.WeightedSum, list(p.coeffs)), packed=True)
     if p.operation in _IN_PLACE and ctx.owns_input(layer, 0):

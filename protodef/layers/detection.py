@@ -460,7 +460,9 @@ layer("Permute", family="detection", source=SSD, label=("order",), in_place_ok=F
 layer("Normalize", family="detection", source=SSD, label=("across_spatial", "channel_shared"),
       honoured=("across_spatial", "scale_filler", "channel_shared", "eps"), parameter="norm_param")(Normalize)
 layer("PriorBox", family="detection", source=SSD, label=("min_sizes", "max_sizes", "aspect_ratios"), inputs=(2, 2),
-      in_place_ok=False, honoured=_PRIOR_BOX_FIELDS, parameter="prior_box_param")(PriorBox)
+      in_place_ok=False, honoured=_PRIOR_BOX_FIELDS, parameter="prior_box_param",
+      opencv_differs=OpenCVDifference("keeps fractional min_size/max_size where Caffe truncates them to int",
+                                      applies=lambda p: any(s != int(s) for s in (*p.min_sizes, *p.max_sizes))))(PriorBox)
 layer("DetectionOutput", family="detection", source=SSD, label=("num_classes", "code_type", "keep_top_k"),
       inputs=(3, 3), in_place_ok=False, dynamic_axes=DETECTIONS,
       opencv_differs=OpenCVDifference("pads its rows to keep_top_k"),

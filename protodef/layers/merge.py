@@ -32,6 +32,11 @@ class Eltwise:
         if p.coeff and len(p.coeff) != len(inputs):
             raise SchemaError("Eltwise needs one coefficient per input", expected=len(inputs), found=len(p.coeff))
         coeffs = tuple(p.coeff) if p.coeff else (1.0,) * len(inputs)
+        if len(inputs) == 1 and operation != "SUM":
+            # BVLC Caffe takes two bottoms at least; FlowNet 2's fork takes one, which only SUM computes (its PROD
+            # and MAX read a second bottom).
+            raise SchemaError("an Eltwise of one bottom computes SUM only (FlowNet 2's fork: coeff * x)",
+                              expected="operation: SUM, or a second bottom", found=operation)
         return cls(operation, coeffs)
 
     def infer(self, *inputs: Shape) -> Shape:
@@ -62,7 +67,7 @@ class Concat:
         return (*first[:self.axis], sum(s[self.axis] for s in inputs), *first[self.axis + 1:])
 
 
-layer("Eltwise", family="merge", label=("operation",), inputs=(2, None), in_place_ok=True,
+layer("Eltwise", family="merge", label=("operation",), inputs=(1, None), in_place_ok=True,
       fresh_output=True, honoured=("operation", "coeff", "stable_prod_grad"), parameter="eltwise_param")(Eltwise)
 layer("Concat", family="merge", label=("axis",), inputs=(1, None), in_place_ok=False, honoured=("axis", "concat_dim"), parameter="concat_param")(Concat)
 
