@@ -225,9 +225,9 @@ def test_top_written_twice(tmp_path):
 
 
 def test_wrong_number_of_bottoms(tmp_path):
-    path = prototxt(tmp_path, INPUT + 'layer { name: "e" type: "Eltwise" bottom: "data" top: "e" }\n')
+    path = prototxt(tmp_path, INPUT + 'layer { name: "e" type: "Axpy" bottom: "data" top: "e" }\n')
     assert failure(GraphError, read_net, path) == \
-        f"{path}:2:1: layer 'e' (Eltwise): wrong number of bottoms: expected at least 2, found 1"
+        f"{path}:2:1: layer 'e' (Axpy): wrong number of bottoms: expected 3, found 1"
 
 
 def test_convolution_output_becomes_negative(tmp_path):
