@@ -84,6 +84,7 @@ def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None
             text_format.Merge(text, net)
             break
         except text_format.ParseError as exc:
+            _refuse_a_solver(text, exc, proto_module, path)
             text = _without_fork_fields(text, exc, net, path, unknown, nested)
         except RecursionError:
             raise ParseError("messages are nested too deeply to parse", where=path) from None
@@ -91,6 +92,26 @@ def parse_prototxt(text: str | bytes, *, path: str = "<text>", proto_module=None
     source.unknown_fields = unknown
     source.warnings = _nested_warnings(source, net, nested, path)
     return net, source
+
+
+def _refuse_a_solver(text: str, error: text_format.ParseError, proto_module, path: str) -> None:
+    """A solver.prototxt given where a net goes: say so, and name the net it trains, in one line."""
+    found = re.search(r'NetParameter" has no field named "(\w+)"', str(error))
+    solver_class = getattr(proto_module, "SolverParameter", None)
+    if found is None or solver_class is None or found.group(1) not in solver_class.DESCRIPTOR.fields_by_name:
+        return
+    solver = solver_class()
+    try:
+        text_format.Merge(text, solver)
+    except text_format.ParseError:
+        return
+    nets = [f"{field} '{getattr(solver, field)}'" for field in ("net", "train_net") if solver.HasField(field)]
+    nets += [f"test_net '{name}'" for name in solver.test_net]
+    inline = [field for field in ("net_param", "train_net_param") if solver.HasField(field)]
+    trains = ("; it trains " + ", ".join(nets + [f"the net in its {field}" for field in inline])
+              if nets or inline else "")
+    raise InputError(f"this is a Caffe solver (SolverParameter), not a net{trains}: give protodef that net "
+                     "(protodef.Solver trains it as Caffe would)", where=path)
 
 
 def _without_fork_fields(text: str, error: text_format.ParseError, net, path: str, unknown: list,

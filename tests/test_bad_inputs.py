@@ -680,3 +680,11 @@ def test_an_eltwise_of_one_bottom_other_than_sum_is_refused(tmp_path, operation)
     line = failure(SchemaError, read_net, path)
     assert line == (f"{path}:2:1: layer 'e' (Eltwise): an Eltwise of one bottom computes SUM only (FlowNet 2's fork: "
                     f"coeff * x): expected operation: SUM, or a second bottom, found {operation}")
+
+
+def test_a_solver_given_as_a_net_is_told_apart_and_names_its_net(tmp_path):
+    path = prototxt(tmp_path, 'net: "models/train_val.prototxt"\ntest_iter: 10\nbase_lr: 0.01\nlr_policy: "fixed"\n',
+                    name="solver.prototxt")
+    line = failure(InputError, read_net, path)
+    assert line == (f"{path}: this is a Caffe solver (SolverParameter), not a net; it trains net "
+                    "'models/train_val.prototxt': give protodef that net (protodef.Solver trains it as Caffe would)")
