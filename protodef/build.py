@@ -117,7 +117,7 @@ def _layer_locations(param: Any, source: SourceMap | None) -> "_Locations":
     do not line up."""
     by_name: dict[str, list[tuple[Location, list]]] = defaultdict(list)
     if source is not None:
-        for i, lp in enumerate(param.layer):
+        for i, lp in enumerate(getattr(param, "layer", ())):    # a V1-era fork schema (--proto) has none
             by_name[lp.name].append((source.layer(i), source.unknown_in_layer(i)))
         for i, old in enumerate(getattr(param, "layers", ())):   # a fork's schema (--proto) may have no V1 field
             name = old.name or (old.layer.name if old.HasField("layer") else "")

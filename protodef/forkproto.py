@@ -148,11 +148,6 @@ def _check_net_parameter(file_proto: descriptor_pb2.FileDescriptorProto, path: s
     if not present:
         raise SchemaError("message NetParameter has neither a 'layer' nor a 'layers' field",
                           where=Location(path))
-    if "layer" not in fields:
-        # Nets are upgraded to Caffe's `layer` format (upgrade.py), which such a schema cannot hold.
-        raise SchemaError("message NetParameter has no 'layer' field: a schema from before Caffe's 2015 layer "
-                          "format (V1, 'layers' only) cannot be used with --proto; protodef reads and upgrades "
-                          "V1 nets with its own schema, so read the net without --proto", where=Location(path))
     for f in present:
         if f.label != _F.LABEL_REPEATED or f.type != _F.TYPE_MESSAGE:
             raise SchemaError(f"NetParameter.{f.name} must be a repeated message field (as in Caffe)",

@@ -397,17 +397,6 @@ def test_schema_must_describe_a_net(tmp_path):
         compile_proto(tmp_path / "missing.proto")
 
 
-def test_a_v1_era_schema_is_refused_in_one_line_naming_what_to_do(tmp_path):
-    """DeepLab v1's caffe.proto (deeplab-public) has NetParameter.layers only: nets are upgraded to `layer`,
-    which that schema cannot hold, so it is refused where it is read, not with a traceback later."""
-    schema = tmp_path / "v1.proto"
-    schema.write_text("message LayerParameter { optional string name = 4; }\n"
-                      "message NetParameter { optional string name = 1; repeated LayerParameter layers = 2; }\n")
-    with pytest.raises(SchemaError, match=r"v1.proto: message NetParameter has no 'layer' field: .* read the net "
-                                          r"without --proto$"):
-        compile_proto(schema)
-
-
 def test_pool_catches_what_the_parser_does_not(tmp_path):
     # An extension outside the extendee's extension ranges: left to the descriptor pool, still a SchemaError.
     text = NET_HEAD + "message A { extensions 100 to 199; }\nextend A { optional int32 x = 5; }\n"
@@ -436,4 +425,21 @@ def test_an_older_fork_schema_without_fields_protodef_reads(tmp_path):
     schema.write_text(text.replace("  optional uint32 pad_h = 9 [default = 0];\n", ""))
     with pytest.raises(SchemaError, match=r"layer 'pool' \(Pooling\): the schema given with --proto has no field "
                                           r"'pad_h', which protodef reads for Pooling layers"):
+        read_net(prototxt, proto=schema, init="none")
+
+
+def test_a_v1_era_schema_reaches_the_upgrade_s_refusal_through_read_net(tmp_path):
+    """DeepLab v1's caffe.proto has NetParameter.layers only: reading a net with it ends in the upgrade's one-line
+    refusal (it used to end in a traceback while locating layers)."""
+    schema = tmp_path / "v1.proto"
+    schema.write_text('syntax = "proto2";\nmessage LayerParameter { optional string name = 4; '
+                      'enum LayerType { NONE = 0; RELU = 18; } optional LayerType type = 5; '
+                      'repeated string bottom = 2; repeated string top = 3; }\n'
+                      'message NetParameter { optional string name = 1; repeated string input = 3; '
+                      'repeated int32 input_dim = 4; repeated LayerParameter layers = 2; }\n')
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text('input: "data" input_dim: 1 input_dim: 3 input_dim: 4 input_dim: 4\n'
+                        'layers { name: "r" type: RELU bottom: "data" top: "r" }\n')
+    from protodef.api import read_net
+    with pytest.raises(SchemaError, match="has no field 'layer', which the upgrade needs"):
         read_net(prototxt, proto=schema, init="none")
