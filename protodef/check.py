@@ -1,14 +1,16 @@
 """`protodef check`: every available backend on the same seeded inputs, compared blob by blob.
 
-The reference is OpenCV's dnn (an independent Caffe implementation) when it is installed and loads the net,
-else onnxruntime. Each backend runs the net as lowered without folding, so every Caffe blob the passes keep
+The reference is OpenCV's dnn (an independent Caffe implementation) when it is installed and runs the net,
+else onnxruntime (else PyTorch). Each backend runs the net as lowered without folding, so every Caffe blob the passes keep
 can be compared; the folded ONNX and PyTorch models are compared on the net's outputs. The report says what
-each backend was compared on, and claims agreement only over comparisons made.
+each backend was compared on, and claims agreement only over comparisons made. A backend that cannot load or
+run the net is skipped with a one-line reason; the inputs are protodef.verify's `random_inputs`.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -91,11 +93,10 @@ def _summary(backend: str, rows: list[BlobRow]) -> BackendSummary:
 def check_net(net: Net, *, seed: int = 0, prototxt: str | None = None, weights: str | None = None) -> CheckReport:
     """Run `net` (with weights) through every backend that is available and compare."""
     from .api import lower
+    from .verify import random_inputs
 
     lowered, folded = lower(net, fold=False), lower(net, fold=True)
-    rng = np.random.default_rng(seed)
-    inputs = {lowered.value_name(i.value): rng.standard_normal(lowered.shape(i.value)).astype(np.float32)
-              for i in lowered.inputs}
+    inputs = random_inputs(lowered, seed)
     results: dict[str, dict[str, np.ndarray]] = {}
     skipped: dict[str, str] = {}
     for name, run in (("opencv", _run_opencv), ("onnxruntime", _run_onnx), ("onnxruntime-folded", _run_onnx_folded),
@@ -105,7 +106,8 @@ def check_net(net: Net, *, seed: int = 0, prototxt: str | None = None, weights: 
                                 weights=weights)
         except _Skip as reason:
             skipped[name] = str(reason)
-    reference = "opencv" if "opencv" in results else "onnxruntime"
+    # A backend raising on this net is skipped, the reference too: then the next library that ran is.
+    reference = next((name for name in ("opencv", "onnxruntime", "pytorch") if name in results), "onnxruntime")
     if reference not in results:
         return CheckReport(reference, [], [], skipped)
     rows = _compare(lowered, results, reference)
@@ -115,6 +117,52 @@ def check_net(net: Net, *, seed: int = 0, prototxt: str | None = None, weights: 
 
 class _Skip(Exception):
     """A backend that cannot run here (not installed, or it cannot take this net)."""
+
+
+def _cannot_run(library: str, error: Exception) -> _Skip:
+    """The skip for a backend library that raised while running a net protodef converted, with the first line
+    of its message. A ProtodefError (from protodef code the backend called back into) is protodef's own: it is
+    raised again, not skipped."""
+    from .errors import ProtodefError
+    if isinstance(error, ProtodefError):
+        raise error
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if lines else type(error).__name__
+    return _Skip(f"{library} cannot run this net: {_shortened(message)}")
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _opencv_reason(text: str) -> str:
+    """OpenCV's multi-line cv2.error text as one line: its kind and message, and the function that raised.
+
+        OpenCV(4.14.0) .../net_impl.cpp:1193: error: (-2:Unspecified error) in function 'void cv::dnn::\
+        dnn4_v20260709::Net::Impl::getLayerShapesRecursively(int, LayersShapesMap&)'
+        >  (expected: 'total(os[i]) > 0'), where
+        >     'total(os[i])' is 0
+        ...
+    becomes "Unspecified error: expected 'total(os[i]) > 0', where 'total(os[i])' is 0, must be greater than
+    '0' is 0 (in cv::dnn::Net::Impl::getLayerShapesRecursively)"; an assertion's message is its condition.
+    Text in no such form gives its first line."""
+    match = re.search(r"error: \((-?\d+):([^)]*)\)(.*?)\bin function '([^']*)'(.*)", text, re.DOTALL)
+    if not match:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return _shortened(lines[0] if lines else "no message")
+    kind, before, function, after = match.group(2).strip(), match.group(3), match.group(4), match.group(5)
+    detail = " ".join(line.strip().lstrip(">").strip() for line in (before + "\n" + after).splitlines())
+    detail = " ".join(detail.split())
+    detail = re.sub(r"^\(expected: ('[^']*')\)", r"expected \1", detail)     # CV_Check's form...
+    detail = detail.replace(" must be ", ", must be ")                             # ...with its second value
+    return f"{kind}: {_shortened(detail, 200) or 'no message'} (in {_function_name(function)})"
+
+
+def _function_name(signature: str) -> str:
+    """'virtual bool cv::dnn::dnn4_v20260709::PoolingLayerImpl::getMemoryShapes(...) const' ->
+    'cv::dnn::PoolingLayerImpl::getMemoryShapes' (no return type, arguments, or dnn's versioned namespace)."""
+    name = signature.split("(")[0].split()[-1] if signature.split("(")[0].split() else signature
+    return re.sub(r"::dnn4_v\d+", "", name)
 
 
 def _discrete(layer, index: int) -> bool:
@@ -198,16 +246,62 @@ def _run_opencv(net: Net, lowered: Net, inputs, *, prototxt, weights) -> dict[st
             from .weights import write_caffemodel
             model = os.path.join(tmp, "weights.caffemodel")
             write_caffemodel(model, [(l.caffe_name, l.type, list(l.weights)) for l in net.layers() if l.weights])
+        log = _opencv_log()
         try:
-            cv_net = cv2.dnn.readNetFromCaffe(str(prototxt), str(model))
-            cv_net.enableFusion(False)   # fused layers would hide the blobs in between
-            for name, array in inputs.items():
-                cv_net.setInput(array, name)
-            names = _opencv_layer_names(lowered)
-            outputs = cv_net.forward(list(names))
+            with log:
+                cv_net = cv2.dnn.readNetFromCaffe(str(prototxt), str(model))
+                cv_net.enableFusion(False)   # fused layers would hide the blobs in between
+                for name, array in inputs.items():
+                    cv_net.setInput(array, name)
+                names = _opencv_layer_names(lowered)
+                outputs = cv_net.forward(list(names))
         except cv2.error as error:
-            raise _Skip(f"OpenCV cannot run this net: {str(error).strip().splitlines()[-1][:160]}") from None
+            raise _Skip(f"OpenCV cannot run this net: {_opencv_reason(str(error))}{log.layer()}") from None
+        except Exception as error:   # noqa: BLE001 - whatever else OpenCV raises is a skip too
+            raise _cannot_run("OpenCV", error) from None
     return {value_name: np.asarray(out) for value_name, out in zip(names.values(), outputs)}
+
+
+class _opencv_log:
+    """OpenCV's log (written by its C++ code to file descriptor 2) kept out of check's output while it runs:
+    its ERROR lines repeat, over several lines, the cv2.error that the skip reason gives. What they add, the
+    layer it failed on, is `layer()`. Where descriptor 2 cannot be redirected, the log is left as it is."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.saved: int | None = None
+        self.file = None
+
+    def __enter__(self) -> _opencv_log:
+        import sys
+        try:
+            sys.stderr.flush()
+            self.file = tempfile.TemporaryFile()
+            self.saved = os.dup(2)
+            os.dup2(self.file.fileno(), 2)
+        except (OSError, ValueError):
+            self._close()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            self.file.seek(0)
+            self.text = self.file.read().decode("utf-8", "replace")
+        self._close()
+
+    def _close(self) -> None:
+        if self.saved is not None:
+            os.close(self.saved)
+            self.saved = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def layer(self) -> str:
+        """", at layer 'pool' (Pooling)" from OpenCV's "[Pooling]:(pool): getMemoryShapes() ...", else ""."""
+        found = re.findall(r"\[(\w+)\]:\(([^)]*)\):", self.text)
+        return f", at layer '{found[-1][1]}' ({found[-1][0]})" if found else ""
 
 
 def _opencv_layer_names(net: Net) -> dict[str, str]:
@@ -235,9 +329,13 @@ def _run_onnx(net: Net, lowered: Net, inputs, *, every_blob: bool = True, **_) -
         model.graph.output.extend([v for v in model.graph.value_info if v.name not in known])
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs)))
+    options.log_severity_level = 4    # its errors are raised, and become the skip reason; its log repeats them
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, inputs)))
+    except Exception as error:   # noqa: BLE001 - onnxruntime's errors have no common base but Exception
+        raise _cannot_run("onnxruntime", error) from None
 
 
 def _run_onnx_folded(net: Net, folded: Net, inputs, **options) -> dict[str, np.ndarray]:
@@ -268,8 +366,11 @@ def _run_torch(net: Net, lowered: Net, inputs, *, every_blob: bool = True, **_) 
                 captured[wanted[node.name]] = result.detach().numpy().copy()
             return result
 
-    with torch.no_grad():    # the interpreter only where blobs are wanted: it costs time on every node
-        result = Recorder(module).run(*arguments) if wanted else module(*arguments)
+    try:
+        with torch.no_grad():    # the interpreter only where blobs are wanted: it costs time on every node
+            result = Recorder(module).run(*arguments) if wanted else module(*arguments)
+    except Exception as error:   # noqa: BLE001 - torch's RuntimeError, and what its operators raise
+        raise _cannot_run("PyTorch", error) from None
     results = result if isinstance(result, tuple) else (result,)
     for name, tensor in zip(module.output_names, results):
         captured[name] = tensor.detach().numpy()
@@ -351,6 +452,8 @@ def _verdict(report: CheckReport) -> list[str]:
     """Agreement is claimed only over comparisons made: never with one backend, nor for one compared on
     nothing."""
     if not report.backends:
+        if report.reference in report.skipped:
+            return ["NOTHING COMPARED: neither OpenCV, onnxruntime nor PyTorch could run the net (see the skips)"]
         return [f"NOTHING COMPARED: only {report.reference} ran, so there is nothing to compare it with"]
     lines = []
     if len(report.implementations) < 2:

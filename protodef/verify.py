@@ -45,9 +45,45 @@ class Comparison:
 
 
 def random_inputs(net, seed: int = 0) -> Outputs:
-    """Standard normal float32 for every net input, by its ONNX/PyTorch name."""
+    """Standard normal float32 for every net input, by its ONNX/PyTorch name; an input that a ROI layer reads
+    as its boxes gets valid ones instead (see `random_rois`)."""
     rng = np.random.default_rng(seed)
-    return {net.value_name(i.value): rng.standard_normal(net.shape(i.value)).astype(np.float32) for i in net.inputs}
+    inputs = {net.value_name(i.value): rng.standard_normal(net.shape(i.value)).astype(np.float32)
+              for i in net.inputs}
+    for value, batch, image in _rois_inputs(net):
+        name = net.value_name(value)
+        inputs[name] = random_rois(rng, inputs[name].shape, batch, image)
+    return inputs
+
+
+def random_rois(rng: np.random.Generator, shape: tuple[int, ...], batch: int, image: tuple[float, float]) -> np.ndarray:
+    """Boxes (batch index, x1, y1, x2, y2) as ROIPooling and PSROIPooling read them, `shape` (R, 5, ...): an
+    integer batch index in [0, batch), corners within the image (height, width) in pixels, x1 <= x2 and
+    y1 <= y2. Standard normal values there are negative or fractional batch indices, which Caffe's kernels read
+    out of bounds and onnxruntime refuses."""
+    count = shape[0]
+    rois = np.empty((count, 5), np.float32)
+    rois[:, 0] = rng.integers(0, batch, count)
+    for axis, size in ((1, image[1]), (2, image[0])):     # x from the width, y from the height
+        corners = np.sort(rng.uniform(0.0, max(size - 1.0, 0.0), (count, 2)), axis=1)
+        rois[:, axis], rois[:, axis + 2] = corners[:, 0], corners[:, 1]
+    return rois.reshape(shape)
+
+
+def _rois_inputs(net) -> list[tuple]:
+    """(net input, batch size, image (height, width)) for each net input a ROI layer reads as its boxes: the
+    image is the layer's feature map scaled back by its spatial_scale. Rois computed inside the net (a
+    proposal layer) are left to it."""
+    net_inputs = {i.value for i in net.inputs}
+    found = {}
+    for layer in net.layers():
+        index = layer.spec.rois_input
+        if index is None or layer.inputs[index] not in net_inputs or layer.inputs[index] in found:
+            continue
+        n, _, h, w = (int(d) for d in net.shape(layer.inputs[0]))
+        scale = float(layer.params.spatial_scale)
+        found[layer.inputs[index]] = (n, (h / scale, w / scale) if scale > 0 else (h, w))
+    return [(value, batch, image) for value, (batch, image) in found.items()]
 
 
 def compare(subject: tuple[str, Runner], reference: tuple[str, Runner], inputs: Mapping[str, np.ndarray], *,

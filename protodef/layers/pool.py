@@ -130,7 +130,7 @@ class PSROIPooling:
 
 layer("PSROIPooling", family="pool", source="R-FCN fork (daijifeng001/caffe-rfcn)",
       label=("output_dim", "group_size", "spatial_scale"), inputs=(2, 2), in_place_ok=False,
-      honoured=_PSROI_FIELDS, parameter="psroi_pooling_param")(PSROIPooling)
+      honoured=_PSROI_FIELDS, parameter="psroi_pooling_param", rois_input=1)(PSROIPooling)
 
 
 @dataclass(frozen=True)
@@ -204,4 +204,4 @@ layer("SPP", family="pool", label=("method",), in_place_ok=False, honoured=("pyr
 
 layer("ROIPooling", family="pool", source="py-faster-rcnn fork", label=("pooled", "spatial_scale"),
       inputs=(2, 2), in_place_ok=False, honoured=("pooled_h", "pooled_w", "spatial_scale"), parameter="roi_pooling_param",
-      opencv_differs=OpenCVDifference("differs on boxes outside the image"))(ROIPooling)
+      rois_input=1, opencv_differs=OpenCVDifference("differs on boxes outside the image"))(ROIPooling)

@@ -153,6 +153,9 @@ class LayerSpec:
     statistics: dict[int, str] = field(default_factory=dict)
     # Output axes whose size depends on the data (detections): output index -> {axis: symbol}.
     dynamic_axes: dict[int, dict[int, str]] = field(default_factory=dict)
+    # The input taking boxes as (R, 5) rows (batch index, x1, y1, x2, y2) in image pixels, which params'
+    # spatial_scale maps onto input 0's (N, C, H, W): random inputs give it valid boxes (protodef.verify).
+    rois_input: int | None = None
 
     def differs_in_opencv(self, params: Any) -> bool:
         return self.opencv_differs is not None and self.opencv_differs.applies(params)
