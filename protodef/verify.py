@@ -46,11 +46,13 @@ class Comparison:
 
 def random_inputs(net, seed: int = 0) -> Outputs:
     """Standard normal float32 for every net input, by its ONNX/PyTorch name; an input that a ROI layer reads
-    as its boxes gets valid ones instead (see `random_rois`)."""
+    as its boxes gets valid ones instead (see `random_rois`). Named sizes (`--input-shape data=N,3,H,W`) take
+    the numbers `sizes_to_run` picks."""
     rng = np.random.default_rng(seed)
-    inputs = {net.value_name(i.value): rng.standard_normal(net.shape(i.value)).astype(np.float32)
+    sizes = sizes_to_run(net)
+    inputs = {net.value_name(i.value): rng.standard_normal(_concrete(net.shape(i.value), sizes)).astype(np.float32)
               for i in net.inputs}
-    for value, batch, image in _rois_inputs(net):
+    for value, batch, image in _rois_inputs(net, sizes):
         name = net.value_name(value)
         inputs[name] = random_rois(rng, inputs[name].shape, batch, image)
     return inputs
@@ -70,7 +72,43 @@ def random_rois(rng: np.random.Generator, shape: tuple[int, ...], batch: int, im
     return rois.reshape(shape)
 
 
-def _rois_inputs(net) -> list[tuple]:
+# Sizes tried for a named image size, in order: the first every blob of the net is positive at wins.
+_CANDIDATE_SIZES = (224, 256, 300, 320, 384, 416, 512, 128, 96, 64, 32, 16, 8)
+
+
+def sizes_to_run(net) -> dict[str, int]:
+    """Numbers for the named sizes of a net built with them: 1 for a batch (a name on axis 0 of an input), and
+    for the others the first of _CANDIDATE_SIZES at which every blob of the net has a positive size. A net that
+    takes no size of those is refused in one line, naming the sizes to give."""
+    from .errors import ShapeError
+    from .symbolic import names_in
+    from .sizes import size_sources
+    sources = size_sources(net)
+    names = set().union(*(names_in(tuple(shape)) for shape in net.shapes.values()))
+    if not names:
+        return {}
+    batch = {name for name, (_, axis) in sources.items() if axis == 0}
+    for candidate in _CANDIDATE_SIZES:
+        sizes = {name: 1 if name in batch else candidate for name in names}
+        if all(_positive(shape, sizes) for shape in net.shapes.values()):
+            return sizes
+    raise ShapeError("no size tried makes every blob of the net positive, so it cannot run on random inputs",
+                     expected="numbers for " + ", ".join(sorted(names - batch)) + " in --input-shape")
+
+
+def _positive(shape, sizes: Mapping[str, int]) -> bool:
+    try:
+        return all(size >= 1 for size in _concrete(shape, sizes))
+    except (ArithmeticError, KeyError, ValueError):
+        return False
+
+
+def _concrete(shape, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    from .symbolic import evaluate
+    return tuple(evaluate(dim, sizes) for dim in shape)
+
+
+def _rois_inputs(net, sizes: Mapping[str, int]) -> list[tuple]:
     """(net input, batch size, image (height, width)) for each net input a ROI layer reads as its boxes: the
     image is the layer's feature map scaled back by its spatial_scale. Rois computed inside the net (a
     proposal layer) are left to it."""
@@ -80,7 +118,7 @@ def _rois_inputs(net) -> list[tuple]:
         index = layer.spec.rois_input
         if index is None or layer.inputs[index] not in net_inputs or layer.inputs[index] in found:
             continue
-        n, _, h, w = (int(d) for d in net.shape(layer.inputs[0]))
+        n, _, h, w = _concrete(net.shape(layer.inputs[0]), sizes)
         scale = float(layer.params.spatial_scale)
         found[layer.inputs[index]] = (n, (h / scale, w / scale) if scale > 0 else (h, w))
     return [(value, batch, image) for value, (batch, image) in found.items()]
@@ -191,8 +229,11 @@ def torch_available() -> bool:
 
 def generated_module(path: str | Path):
     """The model of a generated .py file (its load_model(): the weights beside it), as written."""
+    import importlib.machinery
     path = Path(path)
-    spec = importlib.util.spec_from_file_location(f"protodef_verify_{path.stem}", path)
+    name = f"protodef_verify_{path.stem}"
+    # An explicit source loader: `-o model.pytorch` is Python source too, whatever the suffix says.
+    spec = importlib.util.spec_from_loader(name, importlib.machinery.SourceFileLoader(name, str(path)))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.load_model()

@@ -401,3 +401,20 @@ def test_help_imports_neither_networkx_nor_onnx_nor_torch(argv):
     """)
     result = run("-c", code)
     assert result.stdout.startswith("usage: protodef") and result.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("shape", ["data=1,3,H,W", "data=N,3,32,32"])
+def test_verify_runs_a_net_with_named_sizes_at_sizes_it_picks(tmp_path, capsys, shape):
+    """The model is written for any size; --verify runs it at one (a batch of 1, images of the first size every
+    blob is positive at), instead of failing after writing it."""
+    prototxt, caffemodel = tiny_copy(tmp_path)
+    code, out, err = cli(capsys, "convert", prototxt, "-w", caffemodel, "--input-shape", shape, "--verify")
+    (line,) = [line for line in out.splitlines() if line.startswith("verify:")]
+    assert code == 0 and line.endswith("agree"), err
+
+
+def test_verify_reads_generated_source_whatever_its_suffix(tmp_path, capsys):
+    prototxt, caffemodel = tiny_copy(tmp_path)
+    code, out, err = cli(capsys, "convert", prototxt, "-w", caffemodel, "--to", "pytorch", "-o",
+                         tmp_path / "model.pytorch", "--verify")
+    assert code == 0 and "Traceback" not in err and out.splitlines()[-1].endswith("agree"), err
