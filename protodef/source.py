@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ def _without_fork_fields(text: str, error: text_format.ParseError, net, path: st
         if blanked is not None:
             nested.append(field)
             return blanked
-    raise _located_error(error, path) from None
+    raise _located_error(error, path, schema=net) from None
 
 
 def _nested_warnings(source: SourceMap, net, nested: list, path: str) -> list[str]:
@@ -190,7 +191,9 @@ def map_source(text: str, path: str) -> SourceMap:
 _POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*")
 
 
-def _located_error(exc: text_format.ParseError, path: str):
+def _located_error(exc: text_format.ParseError, path: str, schema=None):
+    """The parse error as one located line; an unknown field gets a hint: the field it may be a typo of, or
+    where a fork's field comes from (`schema`: a message of the schema the text was read with)."""
     message = str(exc)
     line, column = exc.GetLine(), exc.GetColumn()
     match = _POSITION.match(message)
@@ -202,7 +205,35 @@ def _located_error(exc: text_format.ParseError, path: str):
     schema_problem = "has no field named" in message or "has no value named" in message \
         or "has no value with number" in message
     kind = SchemaError if schema_problem else ParseError
-    return kind(message.replace('"caffe.', '"'), where=where)
+    return kind(message.replace('"caffe.', '"') + _field_hint(message, schema), where=where)
+
+
+_NO_FIELD = re.compile(r'Message type "(?:[\w.]+\.)?(\w+)" has no field named "(\w+)"')
+
+
+def _field_hint(message: str, schema) -> str:
+    found = _NO_FIELD.search(message)
+    if found is None or schema is None:
+        return ""
+    kind, field = found.groups()
+    messages = {m.name: m for m in _all_messages(schema.DESCRIPTOR.file)}
+    if kind not in messages:
+        return ""
+    close = difflib.get_close_matches(field, list(messages[kind].fields_by_name), n=1, cutoff=0.8)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    if schema.DESCRIPTOR.file.name == "caffe.proto" and schema.DESCRIPTOR.full_name == "caffe.NetParameter":
+        return (" (a Caffe fork's field? protodef's schema has BVLC Caffe's fields and the forks' in "
+                "caffe_proto/FORKS.md; give the fork's caffe.proto with --proto)")
+    return " (the schema given with --proto has no such field either)"
+
+
+def _all_messages(file_descriptor):
+    pending = list(file_descriptor.message_types_by_name.values())
+    while pending:
+        message = pending.pop()
+        yield message
+        pending.extend(message.nested_types)
 
 
 _QUOTED_LINE = re.compile(r"^'(.*)': ", re.DOTALL)

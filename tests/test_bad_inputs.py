@@ -115,9 +115,20 @@ def test_syntax_error_on_a_huge_line_stays_short(tmp_path):
 
 def test_unknown_field_is_a_schema_error(tmp_path):
     path = prototxt(tmp_path, INPUT + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
-                                      '  convolution_param { num_output: 4 kernel: 3 } }\n')
+                                      '  convolution_param { num_output: 4 kernal_size: 3 } }\n')
     assert failure(SchemaError, read_net, path) == \
-        f'{path}:3:37: Message type "ConvolutionParameter" has no field named "kernel"'
+        f'{path}:3:37: Message type "ConvolutionParameter" has no field named "kernal_size" (did you mean ' \
+        "'kernel_size'?)"
+
+
+def test_a_fork_field_protodef_s_schema_lacks_points_to_proto(tmp_path):
+    """RefineDet's objectness_score: no field of that name is close, so it is likely a fork's."""
+    path = prototxt(tmp_path, INPUT + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
+                                      '  convolution_param { num_output: 4 objectness_score: 3 } }\n')
+    assert failure(SchemaError, read_net, path) == \
+        f'{path}:3:37: Message type "ConvolutionParameter" has no field named "objectness_score" (a Caffe ' \
+        "fork's field? protodef's schema has BVLC Caffe's fields and the forks' in caffe_proto/FORKS.md; give " \
+        "the fork's caffe.proto with --proto)"
 
 
 def test_unknown_enum_value(tmp_path):
