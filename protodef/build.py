@@ -428,6 +428,9 @@ def _check_arity(spec: LayerSpec, bottoms: int, tops: int) -> None:
         if count < low or (high is not None and count > high):
             expected = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
             raise GraphError(f"wrong number of {what}", expected=expected, found=count)
+    if spec.one_top_per_bottom and tops != bottoms:
+        # Caffe layer.hpp CheckBlobCounts: "produces one top blob as output for each bottom blob input"
+        raise GraphError("wrong number of tops: one per bottom", expected=bottoms, found=tops)
 
 
 def infer_outputs(params: Any, in_shapes: tuple[Shape, ...], n_outputs: int) -> list[Shape]:

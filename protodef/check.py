@@ -305,12 +305,17 @@ class _opencv_log:
 
 
 def _opencv_layer_names(net: Net) -> dict[str, str]:
-    """OpenCV layer name -> our value name, for layers with one output and a name used once."""
+    """OpenCV layer name -> our value name, for layers with one output and a name used once, and for each top
+    of a Convolution of several bottoms: OpenCV 4.14 makes it one layer per top, named after that top."""
     counts: dict[str, int] = {}
     for layer in net.layers():
         counts[layer.caffe_name] = counts.get(layer.caffe_name, 0) + 1
-    return {layer.caffe_name: net.value_name(layer.outputs[0]) for layer in net.layers()
-            if len(layer.outputs) == 1 and counts[layer.caffe_name] == 1 and layer.caffe_name == layer.name}
+    names = {layer.caffe_name: net.value_name(layer.outputs[0]) for layer in net.layers()
+             if len(layer.outputs) == 1 and counts[layer.caffe_name] == 1 and layer.caffe_name == layer.name}
+    for layer in net.layers(type="Convolution"):
+        if len(layer.inputs) > 1 and counts[layer.caffe_name] == 1 and layer.caffe_name == layer.name:
+            names.update({v.blob: net.value_name(v) for v in layer.outputs if v.blob not in counts})
+    return names
 
 
 def _run_onnx(net: Net, lowered: Net, inputs, *, every_blob: bool = True, **_) -> dict[str, np.ndarray]:

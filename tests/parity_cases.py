@@ -108,7 +108,37 @@ def depthwise(type_name: str) -> Case:
                 opencv_view=as_grouped, seed=3)
 
 
+def two_bottoms(type_name: str, params: str, after: str = "", then: str = "", **options) -> Case:
+    """Caffe's BaseConvolutionLayer with two bottoms: each convolved with the same weights into the top of its
+    index (FlowNet's conv1 on both images); `after`: layers reading them, `then` names them in the id."""
+    text = (data(2, 3, 7, 9, name="img0") + data(2, 3, 7, 9, name="img1")
+            + layer(type_name, f"convolution_param {{ {params} }}", bottoms=("img0", "img1"), tops=("y0", "y1"),
+                    name="conv") + after)
+    return Case(f"{type_name} two bottoms {params}{' then ' + then if then else ''}", text, **options)
+
+
+def two_bottom_deconvolution(params: str, *, kernel, stride=(1, 1), pad=(0, 0), group=1) -> Case:
+    def reference(net, inputs):
+        weight, bias = weights_of(net, "conv")
+        return {top: ref.deconvolution(inputs[bottom], weight, bias, group=group, kernel=kernel, stride=stride,
+                                       pad=pad, dilation=(1, 1))
+                for bottom, top in (("img0", "y0"), ("img1", "y1"))}
+    return two_bottoms("Deconvolution", params, reference=reference,
+                       not_opencv="OpenCV 4.14 computes only the first top of a Deconvolution with several bottoms "
+                                  "(a layer reading the second fails to set up)")
+
+
 CONVOLUTION = [
+    two_bottoms("Convolution", "num_output: 4 kernel_size: 3 stride: 2 pad: 1"),
+    two_bottoms("Convolution", "num_output: 6 kernel_size: 3 group: 3 bias_term: false"),
+    # Folding stays out: the BatchNorm reads y0 only, and conv's weights also compute y1.
+    two_bottoms("Convolution", "num_output: 4 kernel_size: 3 pad: 1",
+                'layer { name: "bn" type: "BatchNorm" bottom: "y0" top: "y0" }\n'
+                'layer { name: "sc" type: "Scale" bottom: "y0" top: "y0" scale_param { bias_term: true } }\n',
+                "BatchNorm + Scale on one top"),
+    two_bottom_deconvolution("num_output: 4 kernel_size: 4 stride: 2 pad: 1", kernel=(4, 4), stride=(2, 2),
+                             pad=(1, 1)),
+    two_bottom_deconvolution("num_output: 6 kernel_size: 3 stride: 2 group: 3", kernel=(3, 3), stride=(2, 2), group=3),
     *(Case(f"convolution {p}", conv(p, (2, 3, 7, 9), top="c")) for p in [
         "num_output: 4 kernel_size: 3",
         "num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 3",

@@ -125,12 +125,13 @@ def opencv_forward(net, prototxt, caffemodel, inputs: dict[str, np.ndarray], val
         cv_net.setInput(array, name)
     values = net.outputs() if values is None else values
     producers = [net.producer(v) for v in values]
-    # OpenCV names a few layers after their top (openpose's last convolution), not as the prototxt does.
+    # OpenCV names a few layers after their top (openpose's last convolution), not as the prototxt does, and
+    # makes a Convolution of several bottoms one layer per top, named after it: that layer's output 0.
     known = set(cv_net.getLayerNames())
     layer_names = [p.caffe_name if p.caffe_name in known else v.blob for v, p in zip(values, producers)]
     unique = list(dict.fromkeys(layer_names))
     results = dict(zip(unique, cv_net.forwardAndRetrieve(unique)))
-    return {net.value_name(v): np.asarray(results[name][p.outputs.index(v)])
+    return {net.value_name(v): np.asarray(results[name][p.outputs.index(v) if name == p.caffe_name else 0])
             for v, p, name in zip(values, producers, layer_names)}
 
 

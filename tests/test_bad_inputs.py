@@ -241,6 +241,42 @@ def test_wrong_number_of_bottoms(tmp_path):
         f"{path}:2:1: layer 'e' (Axpy): wrong number of bottoms: expected 3, found 1"
 
 
+TWO_INPUTS = INPUT + INPUT.replace('"data"', '"data2"')
+
+
+def test_convolution_with_fewer_tops_than_bottoms(tmp_path):
+    path = prototxt(tmp_path, TWO_INPUTS + 'layer { name: "c" type: "Convolution" bottom: "data" bottom: "data2" '
+                                           'top: "c" convolution_param { num_output: 4 kernel_size: 3 } }\n')
+    assert failure(GraphError, read_net, path) == (
+        f"{path}:3:1: layer 'c' (Convolution): wrong number of tops: one per bottom: expected 2, found 1")
+
+
+def test_convolution_bottoms_of_different_shapes(tmp_path):
+    other = 'layer { name: "d2" type: "Input" top: "small" input_param { shape { dim: 1 dim: 3 dim: 6 dim: 8 } } }\n'
+    path = prototxt(tmp_path, INPUT + other + 'layer { name: "c" type: "Deconvolution" bottom: "data" '
+                                              'bottom: "small" top: "c0" top: "c1"\n'
+                                              '  convolution_param { num_output: 4 kernel_size: 3 } }\n')
+    assert failure(ShapeError, read_net, path) == (
+        f"{path}:3:1: layer 'c' (Deconvolution): bottom 'small' differs in shape from bottom 'data': a convolution "
+        "applies one set of weights to bottoms of one shape: expected (1, 3, 8, 8), found (1, 3, 6, 8)")
+
+
+def test_shufflenet_depthwise_convolution_takes_one_bottom(tmp_path):
+    """farmingyard's ConvolutionDepthwise is ExactNumBottomBlobs 1; the DepthwiseConvolution of the MobileNet
+    forks (a BaseConvolutionLayer) takes two."""
+    def net(type_name):
+        return prototxt(tmp_path, TWO_INPUTS + f'layer {{ name: "dw" type: "{type_name}" bottom: "data" '
+                                               'bottom: "data2" top: "a" top: "b"\n'
+                                               '  convolution_param { num_output: 3 kernel_size: 3 } }\n')
+    path = net("ConvolutionDepthwise")
+    assert failure(GraphError, read_net, path) == (
+        f"{path}:3:1: layer 'dw' (ConvolutionDepthwise): wrong number of bottoms: ConvolutionDepthwise "
+        "(farmingyard's fork) takes one bottom; the forks' DepthwiseConvolution and Caffe's Convolution take "
+        "several: expected 1, found 2")
+    built = read_net(net("DepthwiseConvolution"))
+    assert [built.shape(v) for v in built.layer("dw").outputs] == [(1, 3, 6, 6), (1, 3, 6, 6)]
+
+
 def test_convolution_output_becomes_negative(tmp_path):
     path = prototxt(tmp_path, INPUT + 'layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"\n'
                                       '  convolution_param { num_output: 4 kernel_size: 11 } }\n')

@@ -252,3 +252,17 @@ def test_convert_verify_on_a_roi_pooling_net(tmp_path, capsys):
     out = capsys.readouterr().out
     (line,) = [line for line in out.splitlines() if line.startswith("verify:")]
     assert code == 0 and line.endswith(": agree") and "in 'roi'" in line, out
+
+
+def test_check_compares_each_top_of_a_two_bottom_convolution_with_opencv(tmp_path):
+    """OpenCV 4.14 makes a Convolution of several bottoms one layer per top, named after that top."""
+    inputs = "".join(f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ dim: 2 dim: 3 dim: 6 '
+                     'dim: 5 } } }\n' for n in ("img0", "img1"))
+    conv = ('layer { name: "conv" type: "Convolution" bottom: "img0" bottom: "img1" top: "c0" top: "c1" '
+            'convolution_param { num_output: 4 kernel_size: 3 } }\n')
+    prototxt, _, net = write_net(tmp_path, inputs + conv)
+    report = check_net(net, prototxt=str(prototxt))
+    text = format_report(report)
+    assert report.reference == "opencv" and report.ok, text
+    rows = {row.name: row for row in report.rows}
+    assert all(rows[top].reference == "opencv" and "onnxruntime" in rows[top].diffs for top in ("c0", "c1")), text

@@ -86,10 +86,10 @@ def layer_forward(layer, xs):
     p, w = layer.params, [np.asarray(a, np.float64) for a in layer.weights]
     bias = w[1] if getattr(p, "bias_term", False) else None
     x = xs[0]
-    if layer.type in ("Convolution", "ConvolutionDepthwise"):
-        return [conv_forward(x, w[0], bias, p)]
+    if layer.type in ("Convolution", "ConvolutionDepthwise"):   # each input with the same weights
+        return [conv_forward(x, w[0], bias, p) for x in xs]
     if layer.type == "Deconvolution":
-        return [deconv_forward(x, w[0], bias, p)]
+        return [deconv_forward(x, w[0], bias, p) for x in xs]
     if layer.type == "InnerProduct":
         flat = x.reshape(x.shape[0], -1)
         y = flat @ (w[0] if p.transpose else w[0].T)
@@ -328,6 +328,24 @@ layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }
     assert affine.inputs == lowered.layer("relu").outputs and affine.outputs == net.layer("sc").outputs
     inputs = random_inputs(net, seed=16)
     assert_same_outputs(evaluate(lowered, inputs), evaluate(net, inputs), "ChannelAffine after ReLU")
+
+
+def test_affine_after_one_top_of_a_two_bottom_conv_is_not_folded():
+    """Caffe convolves each bottom with the same weights: folding into them would scale the other top too."""
+    text = input_layer(1, 2, 5, 5) + input_layer(1, 2, 5, 5).replace('"data"', '"data2"') + """
+layer { name: "conv" type: "Convolution" bottom: "data" bottom: "data2" top: "c0" top: "c1"
+        convolution_param { num_output: 3 kernel_size: 3 } }
+layer { name: "bn" type: "BatchNorm" bottom: "c0" top: "c0" }
+layer { name: "sc" type: "Scale" bottom: "c0" top: "c0" scale_param { bias_term: true } }
+"""
+    net = bn_statistics(random_weights(build(text), seed=19), "bn", 1.0, seed=20)
+    lowered, report = lower(net)
+    assert types(lowered) == ["Convolution", "ChannelAffine"]
+    assert lowered.layer("conv") is net.layer("conv")
+    assert report.passes[-1].notes == [
+        "ChannelAffine 'bn' (ChannelAffine) not folded into 'conv' (Convolution): its weights also compute 'c1'"]
+    inputs = random_inputs(net, seed=21)
+    assert_same_outputs(evaluate(lowered, inputs), evaluate(net, inputs), "affine after a two-bottom conv")
 
 
 def test_conv_output_read_twice_is_not_folded():

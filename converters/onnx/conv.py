@@ -18,21 +18,22 @@ def channel_axis_one(layer: Layer, p: Convolution) -> None:
                                expected="convolution_param.axis 1", found=p.axis)
 
 
-def conv_inputs(layer: Layer, ctx: OnnxContext) -> list[str]:
+def conv_nodes(op: str, layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
+    """One `op` node per input/output pair (Caffe convolves each bottom into its top), all reading the
+    layer's one weight and bias initializer."""
     p: Convolution = layer.params
-    inputs = [ctx.value(layer.inputs[0]), ctx.initializer(layer, "weight")]
-    if p.bias_term:
-        inputs.append(ctx.initializer(layer, "bias"))
-    return inputs
+    channel_axis_one(layer, p)
+    weights = [ctx.initializer(layer, "weight")] + ([ctx.initializer(layer, "bias")] if p.bias_term else [])
+    # The first node is named after the layer, a later one `layer/i`.
+    return [ctx.node(op, [ctx.value(source), *weights], [ctx.value(target)], layer, str(index) if index else None,
+                     kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
+                     dilations=list(p.dilation), group=p.group)
+            for index, (source, target) in enumerate(zip(layer.inputs, layer.outputs))]
 
 
 @onnx_converter("Convolution")
 def convolution(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
-    p: Convolution = layer.params
-    channel_axis_one(layer, p)
-    return [ctx.node("Conv", conv_inputs(layer, ctx), [ctx.value(layer.outputs[0])], layer,
-                     kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
-                     dilations=list(p.dilation), group=p.group)]
+    return conv_nodes("Conv", layer, ctx)
 
 
 # The depthwise forks' params already carry group = channels.
@@ -43,11 +44,7 @@ onnx_converter("ConvolutionDepthwise")(convolution)
 def deconvolution(layer: Layer, ctx: OnnxContext) -> list[NodeProto]:
     """Caffe's output size s*(i-1) + d*(k-1) + 1 - 2p is ConvTranspose's with symmetric pads and no
     output_padding; Caffe's weight (C_in, num_output/group, *kernel) is ConvTranspose's layout."""
-    p: Convolution = layer.params
-    channel_axis_one(layer, p)
-    return [ctx.node("ConvTranspose", conv_inputs(layer, ctx), [ctx.value(layer.outputs[0])], layer,
-                     kernel_shape=list(p.kernel), strides=list(p.stride), pads=[*p.pad, *p.pad],
-                     dilations=list(p.dilation), group=p.group)]
+    return conv_nodes("ConvTranspose", layer, ctx)
 
 
 @onnx_converter("Im2col")

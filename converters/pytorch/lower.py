@@ -107,17 +107,19 @@ class GraphBuilder:
         steps = [s if isinstance(s, Step) else Step(s) for s in (lowered if isinstance(lowered, list) else [lowered])]
         if sum(isinstance(s.target, nn.Module) for s in steps) > 1:
             raise TypeError(f"the converter of {layer.type} returned more than one module")
+        if any(s.per_input for s in steps[:-1]):
+            raise TypeError(f"the converter of {layer.type} returned a per-input step before its last")
         current = inputs
         for index, step in enumerate(steps):
-            # The layer's result is named after the layer; steps before it get torch's default names.
-            name = local_name(layer.name) if index == len(steps) - 1 else None
             if isinstance(step.target, nn.Module):
-                target = self.register(layer, step.target)
-                node = self.call("call_module", dataclasses.replace(step, target=target), current, name)
+                op, step = "call_module", dataclasses.replace(step, target=self.register(layer, step.target))
             else:
                 op = "call_method" if isinstance(step.target, str) else "call_function"
-                node = self.call(op, step, current, name)
-            current = [node]
+            if step.per_input and len(current) > 1:   # one call per input, each named after its output
+                return [self.call(op, step, [x], local_name(value.blob)) for x, value in zip(current, layer.outputs)]
+            # The layer's result is named after the layer; steps before it get torch's default names.
+            name = local_name(layer.name) if index == len(steps) - 1 else None
+            current = [self.call(op, step, current, name)]
         (node,) = current
         if len(layer.outputs) <= 1:
             return [node] * len(layer.outputs)

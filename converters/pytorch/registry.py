@@ -6,7 +6,8 @@ A converter is `(layer, ctx) -> Lowered`: it returns what computes its layer and
 - an `nn.Module`, called with the layer's inputs (a tuple result gives one output per top);
 - a `Step` (a torch function, a tensor method, an operator, or a module taking its inputs as one list), or
   a list of Steps and at most one module, applied in order: the first gets the layer's inputs, each later
-  one the previous result;
+  one the previous result; a last Step `per_input` is called on each input alone, giving the output of the
+  same index (Caffe's convolution of several bottoms: one module, its weights shared);
 - `None`: the layer is the identity (every output is input 0: Split, a test-time Dropout).
 
 Modules are made with `ctx.module(cls, *args, **kwargs)`, which records the constructor call so that
@@ -35,7 +36,8 @@ class Step:
 
     `target` is a function (torch.flatten, operator.add), the name of a tensor method ("reshape"), or a module.
     `packed` passes the inputs as one list (torch.cat); `pairwise` folds a binary function over them
-    left to right ((a + b) + c, as Caffe accumulates).
+    left to right ((a + b) + c, as Caffe accumulates); `per_input` calls it once per input, output i from
+    input i (only as the last step).
     """
 
     target: Union[Callable, str, nn.Module]
@@ -43,6 +45,7 @@ class Step:
     kwargs: dict = field(default_factory=dict)
     packed: bool = False
     pairwise: bool = False
+    per_input: bool = False
 
 
 Lowered = Union[nn.Module, Step, list, None]

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SchemaError, ShapeError
+from ..errors import GraphError, SchemaError, ShapeError
+from ..symbolic import definitely
 from .common import canonical_axis, count, positive, spatial
 from .registry import OpenCVDifference, Shape, layer
 
@@ -15,7 +16,9 @@ _CONV_FIELDS = ("num_output", "bias_term", "pad", "kernel_size", "stride", "dila
 
 @dataclass(frozen=True)
 class Convolution:
-    """Caffe's convolution (base_conv_layer.cpp): weights (num_output, C/group, *kernel), bias (num_output,)."""
+    """Caffe's convolution (base_conv_layer.cpp): weights (num_output, C/group, *kernel), bias (num_output,).
+    Several bottoms of one shape are each convolved with the same weights into the top of the same index
+    (FlowNet's conv1 on both images)."""
 
     num_output: int
     in_channels: int
@@ -33,6 +36,7 @@ class Convolution:
     def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> "Convolution":
         p = lp.convolution_param
         x = inputs[0]
+        _same_shapes(lp, inputs)
         axis = canonical_axis(p.axis, len(x))
         n = len(x) - axis - 1
         if n < 1:
@@ -64,12 +68,16 @@ class Convolution:
     def _group(p: Any, channels: int) -> int:
         return p.group
 
-    def infer(self, x: Shape) -> Shape:
+    def infer(self, *inputs: Shape) -> Shape | list[Shape]:
+        shapes = [self.output_shape(x) for x in inputs]
+        return shapes if len(shapes) > 1 else shapes[0]
+
+    def output_shape(self, x: Shape) -> Shape:
         sizes = x[self.axis + 1:]
         out = tuple(_conv_size(*a) for a in zip(sizes, self.kernel, self.stride, self.pad, self.dilation))
         return (*x[:self.axis], self.num_output, *out)
 
-    def weight_shapes(self, x: Shape) -> list[Shape]:
+    def weight_shapes(self, *inputs: Shape) -> list[Shape]:
         weight = (self.num_output, self.in_channels // self.group, *self.kernel)
         return [weight, (self.num_output,)] if self.bias_term else [weight]
 
@@ -78,33 +86,52 @@ class Convolution:
 
     def macs(self, inputs: list[Shape], outputs: list[Shape]) -> int:
         per_output = (self.in_channels // self.group) * count(self.kernel)
-        return count(outputs[0]) * per_output
+        return sum(count(y) for y in outputs) * per_output
 
 
 @dataclass(frozen=True)
 class Deconvolution(Convolution):
     """Caffe's deconvolution: weights (C, num_output/group, *kernel); output s*(i-1) + d*(k-1) + 1 - 2p."""
 
-    def infer(self, x: Shape) -> Shape:
+    def output_shape(self, x: Shape) -> Shape:
         sizes = x[self.axis + 1:]
         out = tuple(_deconv_size(*a) for a in zip(sizes, self.kernel, self.stride, self.pad, self.dilation))
         return (*x[:self.axis], self.num_output, *out)
 
-    def weight_shapes(self, x: Shape) -> list[Shape]:
+    def weight_shapes(self, *inputs: Shape) -> list[Shape]:
         weight = (self.in_channels, self.num_output // self.group, *self.kernel)
         return [weight, (self.num_output,)] if self.bias_term else [weight]
 
     def macs(self, inputs: list[Shape], outputs: list[Shape]) -> int:
-        return count(inputs[0]) * (self.num_output // self.group) * count(self.kernel)
+        return sum(count(x) for x in inputs) * (self.num_output // self.group) * count(self.kernel)
 
 
 @dataclass(frozen=True)
 class DepthwiseConvolution(Convolution):
-    """The forks' depthwise layers: one filter per input channel, whatever `group` says."""
+    """The forks' depthwise layers: one filter per input channel, whatever `group` says. DepthwiseConvolution
+    (yonghenglh6's, a BaseConvolutionLayer in eric612's MobileNet-YOLO) takes several bottoms as Convolution
+    does; farmingyard's ConvolutionDepthwise takes exactly one (ExactNumBottomBlobs)."""
+
+    @classmethod
+    def from_proto(cls, lp: Any, inputs: tuple[Shape, ...]) -> DepthwiseConvolution:
+        if lp.type == "ConvolutionDepthwise" and len(inputs) != 1:
+            raise GraphError("wrong number of bottoms: ConvolutionDepthwise (farmingyard's fork) takes one bottom; "
+                             "the forks' DepthwiseConvolution and Caffe's Convolution take several",
+                             expected=1, found=len(inputs))
+        return super().from_proto(lp, inputs)
 
     @staticmethod
     def _group(p: Any, channels: int) -> int:
         return channels
+
+
+def _same_shapes(lp: Any, inputs: tuple[Shape, ...]) -> None:
+    """Caffe base_conv_layer.cpp Reshape: every bottom has bottom 0's shape (one set of weights reads them all)."""
+    first = inputs[0]
+    for name, x in zip(lp.bottom[1:], inputs[1:]):
+        if len(x) != len(first) or any(definitely(a != b) for a, b in zip(x, first)):
+            raise ShapeError(f"bottom '{name}' differs in shape from bottom '{lp.bottom[0]}': a convolution applies "
+                             "one set of weights to bottoms of one shape", expected=tuple(first), found=tuple(x))
 
 
 def _conv_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -118,15 +145,17 @@ def _deconv_size(size: int, k: int, s: int, p: int, d: int) -> int:
 
 
 layer("Convolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
-      in_place_ok=False, honoured=_CONV_FIELDS, parameter="convolution_param", fresh_output=True)(Convolution)
+      inputs=(1, None), outputs=(1, None), one_top_per_bottom=True, in_place_ok=False, honoured=_CONV_FIELDS,
+      parameter="convolution_param", fresh_output=True)(Convolution)
 layer("Deconvolution", family="conv", label=("num_output", "kernel", "stride", "pad", "dilation", "group"),
-      in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True,
+      inputs=(1, None), outputs=(1, None), one_top_per_bottom=True, in_place_ok=False, honoured=_CONV_FIELDS,
+      fresh_output=True,
       opencv_differs=OpenCVDifference("leaves dilation out of the output size",
                                       applies=lambda p: any(d != 1 for d in p.dilation)))(Deconvolution)
 layer("ConvolutionDepthwise", family="conv", aliases=("DepthwiseConvolution",),
       source="ShuffleNet fork (farmingyard); as DepthwiseConvolution: MobileNet forks (yonghenglh6, eric612)",
-      label=("num_output", "kernel", "stride", "pad", "dilation"), in_place_ok=False, honoured=_CONV_FIELDS,
-      fresh_output=True)(DepthwiseConvolution)
+      label=("num_output", "kernel", "stride", "pad", "dilation"), inputs=(1, None), outputs=(1, None),
+      one_top_per_bottom=True, in_place_ok=False, honoured=_CONV_FIELDS, fresh_output=True)(DepthwiseConvolution)
 
 
 _IM2COL_FIELDS = ("pad", "kernel_size", "stride", "dilation", "pad_h", "pad_w", "kernel_h", "kernel_w", "stride_h",

@@ -134,6 +134,7 @@ class LayerSpec:
     label: tuple[str, ...] = ()        # params worth showing in drawings and tables
     inputs: tuple[int, int | None] = (1, 1)    # allowed number of bottoms (max None: unbounded)
     outputs: tuple[int, int | None] = (1, 1)   # allowed number of tops
+    one_top_per_bottom: bool = False   # Caffe's EqualNumBottomTopBlobs: as many tops as bottoms, top i from bottom i
     training_only: bool = False        # loss/accuracy: a deploy view drops them
     loss_layer: bool = False           # a subclass of Caffe's LossLayer: its first top's loss_weight defaults to 1
     produces_input: bool = False       # data layers: their tops are net inputs

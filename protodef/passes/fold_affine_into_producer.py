@@ -13,13 +13,19 @@ from .edit import describe, merge_pair
 
 def fold_affine_into_producer(net: Net) -> Net:
     """Fold each ChannelAffine into the Convolution/Deconvolution/depthwise/InnerProduct that writes its input,
-    when no other layer reads that output (another reader needs the unscaled values)."""
+    when no other layer reads that output (another reader needs the unscaled values) and the layer writes no
+    other output (a convolution of several bottoms computes each top with the same weights)."""
     out = net.copy()
     for name in [layer.name for layer in out.layers(type="ChannelAffine")]:
         affine = out.layer(name)
         producer = out.producer(affine.inputs[0])
         axes = output_axis(producer) if producer is not None else None
         if axes is None or len(affine.weights) != 2 or not producer.weights:
+            continue
+        if len(producer.outputs) > 1:   # a convolution of several bottoms: its weights compute every top
+            others = ", ".join(f"'{v}'" for v in producer.outputs if v != affine.inputs[0])
+            out.notes.append(f"ChannelAffine {describe(affine)} not folded into {describe(producer)}: its weights "
+                             f"also compute {others}")
             continue
         others = [reader for reader, _ in out.consumers(affine.inputs[0]) if reader.name != affine.name]
         if others:
