@@ -7,6 +7,7 @@ ONNX specifies); for PyTorch output, onnxruntime on the ONNX lowering. --fp16 co
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +230,6 @@ def torch_available() -> bool:
 
 def generated_module(path: str | Path):
     """The model of a generated .py file (its load_model(): the weights beside it), as written."""
-    import importlib.machinery
     path = Path(path)
     name = f"protodef_verify_{path.stem}"
     # An explicit source loader: `-o model.pytorch` is Python source too, whatever the suffix says.
