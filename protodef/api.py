@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
-from .errors import ProtodefError, SchemaError
+from .errors import ProtodefError
 from .ir import Net
 from .layers.registry import Shape
 
@@ -32,15 +32,12 @@ def read_net(prototxt: str | os.PathLike, weights: str | os.PathLike | None = No
         else:
             net = build_net(param, source, phase=phase, **options)
     except (AttributeError, KeyError, ValueError) as error:
-        from .build import missing_field
-        field = missing_field(error)
-        if proto_module is None or field is None:
+        # A message field outside any one layer's (a layer's own are told apart in build._params, with the layer).
+        from .build import schema_gap
+        gap = schema_gap(error, param, where=os.fspath(proto) if proto else None)
+        if gap is None:
             raise
-        # A fork's schema that lacks a message field BVLC Caffe has and protodef reads (a layer's own fields
-        # are told apart in build._params, with the layer named).
-        raise SchemaError(f"the schema given with --proto has no field '{field}', which protodef reads",
-                          where=os.fspath(proto), expected="the field as BVLC Caffe's caffe.proto declares it; "
-                          "without --proto protodef reads this file with its own schema") from None
+        raise gap from None
     if weights is not None or init != "none":
         from .sizes import require_fixed_weights
         require_fixed_weights(net)

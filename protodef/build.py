@@ -176,7 +176,6 @@ def _check_types_known(kept: list[tuple[Any, Location]]) -> None:
     if len(unknown) > shown:
         types = sorted({lp.type for lp, _ in unknown})
         listed += f"; and {len(unknown) - shown} more (types: {', '.join(types[:shown])}{', ...' if len(types) > shown else ''})"
-    from .census import NOT_YET
     known_refusals = _census_refusals({lp.type for lp, _ in unknown})
     if python:
         message = (f"{len(unknown)} layer(s) of types protodef does not know: {listed}. A Python layer runs user "
@@ -184,9 +183,7 @@ def _check_types_known(kept: list[tuple[Any, Location]]) -> None:
                    "protodef.register_layer('Python', ...) to convert it")
     elif known_refusals and len(known_refusals) == len({lp.type for lp, _ in unknown}):
         # Types the census of the forks knows and refuses on purpose: say why, not that they are unknown.
-        why = "; ".join(f"{name} ({entry.origin.split(' (')[0]}) is "
-                        f"{'not supported yet' if entry.refusal == NOT_YET else entry.refusal.removeprefix('refused: ')}"
-                        f": {entry.reason}" for name, entry in sorted(known_refusals.items()))
+        why = "; ".join(entry.why_refused() for _, entry in sorted(known_refusals.items()))
         message = (f"{len(unknown)} layer(s) protodef does not convert: {listed}. {why} (docs/layers.md, "
                    "\"Census\"; protodef.register_layer(...) can teach it a lowering of your own)")
     else:
@@ -197,13 +194,25 @@ def _check_types_known(kept: list[tuple[Any, Location]]) -> None:
     raise error
 
 
-def missing_field(error: Exception) -> str | None:
-    """The field a protobuf message was asked for and its schema lacks: attribute access (AttributeError),
-    a descriptor lookup (KeyError) or HasField (ValueError, 'has no "x" field')."""
+def schema_gap(error: Exception, message: Any, *, reader: str = "", where: str | None = None
+               ) -> SchemaError | None:
+    """The one-line error for a field protodef reads and a fork's schema (--proto) lacks (older forks predate
+    round_mode, say), when `error` is such a read of `message`; None for anything else, which the caller
+    raises as it was. A field is asked for by attribute (AttributeError), descriptor lookup (KeyError) or
+    HasField (ValueError, 'has no "x" field')."""
+    from caffe_proto import caffe_pb2
+    if message.DESCRIPTOR.file is caffe_pb2.DESCRIPTOR:
+        return None
     if isinstance(error, ValueError):
         found = re.search(r'has no "(\w+)" field', str(error))
-        return found.group(1) if found else None
-    return str(error).strip("'").split(".")[0].split(" ")[0] or None
+        field = found.group(1) if found else None
+    else:
+        field = str(error).strip("'").split(".")[0].split(" ")[0] or None
+    if field is None:
+        return None
+    return SchemaError(f"the schema given with --proto has no field '{field}', which protodef reads{reader}",
+                       where=where, expected="the field as BVLC Caffe's caffe.proto declares it; without --proto "
+                       "protodef reads this file with its own schema")
 
 
 def _census_refusals(types: set[str]) -> dict[str, Any]:
@@ -320,14 +329,10 @@ def _params(lp: Any, spec: LayerSpec, in_shapes: tuple, extra: dict[str, Any]) -
             reject_unhonoured(getattr(lp, spec.parameter), spec.honoured, what=spec.parameter)
         return spec.params.from_proto(lp, in_shapes)
     except (AttributeError, KeyError, ValueError) as error:
-        from caffe_proto import caffe_pb2
-        field = missing_field(error)
-        if lp.DESCRIPTOR is caffe_pb2.LayerParameter.DESCRIPTOR or field is None:
+        gap = schema_gap(error, lp, reader=f" for {spec.type} layers")
+        if gap is None:
             raise
-        # A fork's schema (--proto) that lacks a field BVLC Caffe has (older forks predate round_mode, say).
-        raise SchemaError(f"the schema given with --proto has no field '{field}', which protodef reads for "
-                          f"{spec.type} layers", expected="the field as BVLC Caffe's caffe.proto declares it; "
-                          "without --proto protodef reads this file with its own schema") from None
+        raise gap from None
 
 
 def _bottoms(lp: Any, latest: dict[str, Value], left_out: dict[str, tuple[str, str]]) -> list[Value]:

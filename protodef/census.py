@@ -46,6 +46,11 @@ class CensusEntry:
     refusal: str | None = None      # None: protodef lowers it (the registry must say so)
     reason: str = ""                # why it is refused; for a lowered type, what to know (may be empty)
 
+    def why_refused(self) -> str:
+        """'DataAugmentation (FlowNet 2) is not supported yet: <reason>', for a refused type's error."""
+        kind = "not supported yet" if self.refusal == NOT_YET else (self.refusal or "").removeprefix("refused: ")
+        return f"{self.type} ({self.origin.split(' (')[0]}) is {kind}: {self.reason}"
+
 
 def _implemented(type_name: str, origin: str, note: str = "") -> CensusEntry:
     return CensusEntry(type_name, origin, None, note)

@@ -176,12 +176,10 @@ def _opset(text: str) -> int:
         opset = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
-    import onnx
-
-    from converters.onnx.lower import MIN_OPSET
-    newest = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
-        raise argparse.ArgumentTypeError(f"expected {MIN_OPSET} to {newest}, found {opset}")
+    from converters.onnx.lower import opset_range
+    low, high = opset_range()
+    if not low <= opset <= high:
+        raise argparse.ArgumentTypeError(f"expected {low} to {high}, found {opset}")
     return opset
 
 

@@ -1,9 +1,10 @@
 """What named sizes mean for a whole Net: where each is read from at run time, which layers need them fixed,
-and the smallest values a net accepts."""
+the smallest values a net accepts, and the values to run it at."""
 from __future__ import annotations
 
 from typing import Any
 
+from .errors import ShapeError
 from .ir import Net, Value
 from .symbolic import Dim, Extreme, FloorDiv, Select, Symbol, UndecidedSize, bounds, evaluate, names_in
 
@@ -54,12 +55,45 @@ def smallest_sizes(net: Net, limit: int = 4096) -> dict[str, int]:
     on them is at least 2 (up to `limit`): the lower bound of an exported program's dynamic dimensions (a
     size of 1 would broadcast, which torch.export treats apart)."""
     names = sorted(symbolic_names(net) - {"?"})
-    sizes = {d for shape in net.shapes.values() if shape is not None for d in shape if isinstance(d, Dim)}
+    sizes = _symbolic_sizes(net)
     for value in range(1, limit + 1):
         values = dict.fromkeys(names, value)
-        if all(evaluate(d, values) >= 2 for d in sizes if names_in(d) <= set(names)):
-            return dict.fromkeys(names, value)
+        if _all_at_least(sizes, values, 2):
+            return values
     return dict.fromkeys(names, limit)
+
+
+# Values tried for named image sizes when a net built with them is run (convert --verify, check), in order.
+RUN_SIZES = (224, 256, 300, 320, 384, 416, 512, 128, 96, 64, 32, 16, 8)
+
+
+def sizes_to_run(net: Net) -> dict[str, int]:
+    """Numbers to run a net built with named sizes at: 1 for a batch (a name on axis 0 of an input), and for
+    the other names the first of RUN_SIZES at which every size in the net is positive. A net that takes none
+    of those is refused in one line, naming the sizes to give."""
+    names = symbolic_names(net) - {"?"}
+    if not names:
+        return {}
+    batch = {name for name, (_, axis) in size_sources(net).items() if axis == 0}
+    sizes = _symbolic_sizes(net)
+    for candidate in RUN_SIZES:
+        values = {name: 1 if name in batch else candidate for name in names}
+        try:
+            if _all_at_least(sizes, values, 1):
+                return values
+        except ArithmeticError:     # a size divides by one that is 0 at these values
+            continue
+    raise ShapeError("no size tried makes every blob of the net positive, so it cannot run on random inputs",
+                     expected="numbers for " + ", ".join(sorted(names - batch)) + " in --input-shape")
+
+
+def _symbolic_sizes(net: Net) -> set[Dim]:
+    return {d for shape in net.shapes.values() if shape is not None for d in shape if isinstance(d, Dim)}
+
+
+def _all_at_least(sizes: set[Dim], values: dict[str, int], low: int) -> bool:
+    """Every size whose names `values` gives is at least `low` there."""
+    return all(evaluate(d, values) >= low for d in sizes if names_in(d) <= set(values))
 
 
 class SizeProgram:

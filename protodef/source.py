@@ -222,7 +222,8 @@ def _field_hint(message: str, schema) -> str:
     close = difflib.get_close_matches(field, list(messages[kind].fields_by_name), n=1, cutoff=0.8)
     if close:
         return f" (did you mean '{close[0]}'?)"
-    if schema.DESCRIPTOR.file.name == "caffe.proto" and schema.DESCRIPTOR.full_name == "caffe.NetParameter":
+    from caffe_proto import caffe_pb2
+    if schema.DESCRIPTOR.file is caffe_pb2.DESCRIPTOR:
         return (" (a Caffe fork's field? protodef's schema has BVLC Caffe's fields and the forks' in "
                 "caffe_proto/FORKS.md; give the fork's caffe.proto with --proto)")
     return " (the schema given with --proto has no such field either)"

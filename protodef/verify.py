@@ -48,7 +48,8 @@ class Comparison:
 def random_inputs(net, seed: int = 0) -> Outputs:
     """Standard normal float32 for every net input, by its ONNX/PyTorch name; an input that a ROI layer reads
     as its boxes gets valid ones instead (see `random_rois`). Named sizes (`--input-shape data=N,3,H,W`) take
-    the numbers `sizes_to_run` picks."""
+    the numbers protodef.sizes.sizes_to_run picks."""
+    from .sizes import sizes_to_run
     rng = np.random.default_rng(seed)
     sizes = sizes_to_run(net)
     inputs = {net.value_name(i.value): rng.standard_normal(_concrete(net.shape(i.value), sizes)).astype(np.float32)
@@ -71,37 +72,6 @@ def random_rois(rng: np.random.Generator, shape: tuple[int, ...], batch: int, im
         corners = np.sort(rng.uniform(0.0, max(size - 1.0, 0.0), (count, 2)), axis=1)
         rois[:, axis], rois[:, axis + 2] = corners[:, 0], corners[:, 1]
     return rois.reshape(shape)
-
-
-# Sizes tried for a named image size, in order: the first every blob of the net is positive at wins.
-_CANDIDATE_SIZES = (224, 256, 300, 320, 384, 416, 512, 128, 96, 64, 32, 16, 8)
-
-
-def sizes_to_run(net) -> dict[str, int]:
-    """Numbers for the named sizes of a net built with them: 1 for a batch (a name on axis 0 of an input), and
-    for the others the first of _CANDIDATE_SIZES at which every blob of the net has a positive size. A net that
-    takes no size of those is refused in one line, naming the sizes to give."""
-    from .errors import ShapeError
-    from .symbolic import names_in
-    from .sizes import size_sources
-    sources = size_sources(net)
-    names = set().union(*(names_in(tuple(shape)) for shape in net.shapes.values()))
-    if not names:
-        return {}
-    batch = {name for name, (_, axis) in sources.items() if axis == 0}
-    for candidate in _CANDIDATE_SIZES:
-        sizes = {name: 1 if name in batch else candidate for name in names}
-        if all(_positive(shape, sizes) for shape in net.shapes.values()):
-            return sizes
-    raise ShapeError("no size tried makes every blob of the net positive, so it cannot run on random inputs",
-                     expected="numbers for " + ", ".join(sorted(names - batch)) + " in --input-shape")
-
-
-def _positive(shape, sizes: Mapping[str, int]) -> bool:
-    try:
-        return all(size >= 1 for size in _concrete(shape, sizes))
-    except (ArithmeticError, KeyError, ValueError):
-        return False
 
 
 def _concrete(shape, sizes: Mapping[str, int]) -> tuple[int, ...]:

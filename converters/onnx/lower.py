@@ -34,14 +34,20 @@ DEFAULT_IR_VERSION = 8
 FLOAT = TensorProto.FLOAT
 
 
+def opset_range() -> tuple[int, int]:
+    """The opsets a model may ask for: MIN_OPSET to the newest the installed onnx package knows (asking it
+    imports onnx: only for an explicit --opset)."""
+    import onnx
+    return MIN_OPSET, onnx.defs.onnx_opset_version()
+
+
 def chosen_opset(opset: int | None) -> int:
-    """The default, or an opset the installed onnx package knows (asking it imports onnx: only for --opset)."""
+    """The default, or an opset within opset_range()."""
     if opset is None:
         return DEFAULT_OPSET
-    import onnx
-    newest = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
-        raise UnsupportedError("ONNX opset out of range", expected=f"{MIN_OPSET} to {newest}", found=opset)
+    low, high = opset_range()
+    if not low <= opset <= high:
+        raise UnsupportedError("ONNX opset out of range", expected=f"{low} to {high}", found=opset)
     return opset
 
 

@@ -8,7 +8,6 @@ is the same, only the Python classes differ.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,9 +71,13 @@ class Initializer:
         """The tensor without its data: name, element type and dims."""
         return TensorProto(name=self.name, data_type=element_type(self.array.dtype), dims=self.array.shape)
 
+    def data(self) -> memoryview:
+        """The bytes ONNX stores (little-endian), without a copy where the array holds them already."""
+        return memoryview(_little_endian(self.array).reshape(-1)).cast("B")
+
     def tensor(self) -> TensorProto:
         tensor = self.header()
-        tensor.raw_data = _little_endian(self.array).tobytes()
+        tensor.raw_data = bytes(self.data())
         return tensor
 
 
@@ -196,11 +199,6 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("<"), copy=False)
 
 
-def tensor_size(dims: Sequence[int], element: int) -> int:
-    """Bytes of a tensor's data."""
-    return math.prod(dims) * numpy_dtype(element).itemsize
-
-
 __all__ = [
     "AttributeProto",
     "GraphProto",
@@ -218,6 +216,5 @@ __all__ = [
     "make_tensor_value_info",
     "numpy_dtype",
     "ours",
-    "tensor_size",
     "to_array",
 ]

@@ -50,7 +50,6 @@ class OnnxContext(NetContext):
         self.opset = opset
         self.dynamic_batch = dynamic_batch
         self.initializers: list[Initializer] = []
-        self.initializer_bytes = 0
         self._node_names: set[str] = set()
         self._value_names = value_names(net)
         self._names: set[str] = set(self._value_names.values())
@@ -99,7 +98,6 @@ class OnnxContext(NetContext):
         name = self.fresh(f"{layer.name}.{what}")
         array = np.asarray(array, dtype=dtype, order="C")   # keeps 0-d arrays 0-d (ascontiguousarray would not)
         self.initializers.append(Initializer(name, array))
-        self.initializer_bytes += array.nbytes
         return name
 
     def ints(self, layer: Layer, what: str, values: Iterable[int]) -> str:

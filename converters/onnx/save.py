@@ -58,7 +58,7 @@ def _write_inline(model: ModelProto, weights: list[Initializer], path: Path) -> 
         out.write(graph)
         for head, weight in pieces:
             out.write(head)
-            out.write(_data(weight))
+            out.write(weight.data())
 
 
 def _write_external(model: ModelProto, weights: list[Initializer], path: Path) -> list[str]:
@@ -72,7 +72,7 @@ def _write_external(model: ModelProto, weights: list[Initializer], path: Path) -
                 padding = -offset % ALIGNMENT
                 data_file.write(b"\0" * padding)
                 offset += padding
-                data_file.write(_data(weight))
+                data_file.write(weight.data())
                 tensor = model.graph.initializer.add()
                 tensor.CopyFrom(weight.header())
                 tensor.data_location = TensorProto.EXTERNAL
@@ -81,9 +81,3 @@ def _write_external(model: ModelProto, weights: list[Initializer], path: Path) -
                 offset += weight.nbytes
         model_file.write(model.SerializeToString())
     return [str(path), str(data_path)]
-
-
-def _data(weight: Initializer) -> memoryview:
-    """The array's bytes as ONNX stores them (little-endian), without a copy where they already are."""
-    array = weight.array.astype(weight.array.dtype.newbyteorder("<"), copy=False)
-    return memoryview(array.reshape(-1)).cast("B")

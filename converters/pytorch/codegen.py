@@ -9,6 +9,7 @@ Beyond that they import torch, torch.nn.functional as F, math and typing only.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import operator
 import sys
@@ -138,14 +139,22 @@ def _defined_in(value: object, module: str, name: str) -> bool:
 def _definition_source(obj: object, module: str, name: str) -> str:
     if inspect.isclass(obj) or inspect.isfunction(obj):
         return inspect.getsource(obj)
-    source = inspect.getsource(sys.modules[module])
-    return ast.get_source_segment(source, _constant_node(module, name))
+    return ast.get_source_segment(_module_source(module)[0], _constant_node(module, name))
 
 
 def _constant_node(module: str, name: str) -> ast.Assign | None:
-    tree = ast.parse(inspect.getsource(sys.modules[module]))
-    return next((node for node in tree.body if isinstance(node, ast.Assign)
-                 and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)), None)
+    return _module_source(module)[1].get(name)
+
+
+@functools.cache
+def _module_source(module: str) -> tuple[str, dict[str, ast.Assign]]:
+    """A helper module's source, and its top-level assignments by name (read once: modules do not change)."""
+    source = inspect.getsource(sys.modules[module])
+    assignments = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            assignments.update((t.id, node) for t in node.targets if isinstance(t, ast.Name))
+    return source, assignments
 
 
 def _names_in(source: str) -> list[str]:
